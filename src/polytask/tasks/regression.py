@@ -1,0 +1,118 @@
+"""``regression``: one real value per example (e.g. STS-B similarity 0-5), MSE loss.
+
+Targets are standardised with the training split's mean and std (``normalize: true``, the default) so the loss has
+a scale comparable to the classification losses it is summed with; predictions are mapped back to the label scale.
+Metrics: Pearson (primary), Spearman, MSE and MAE on the original scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from polytask.data.rows import Row
+from polytask.errors import DataError
+from polytask.tasks.base import DecodeContext, TASKS, Task, TaskParams
+
+
+class RegressionParams(TaskParams):
+    normalize: bool = True
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), as Spearman's rho needs."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=float)
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return 0.0  # undefined correlation (constant input): report 0, the value of no linear relation
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@TASKS.register("regression")
+class Regression(Task):
+    Params: ClassVar[type[TaskParams]] = RegressionParams
+    level = "sequence"
+    primary_metric = "pearson"
+    params: RegressionParams
+
+    def __init__(self, name: str, params: RegressionParams) -> None:
+        super().__init__(name, params)
+        self.mean, self.std = 0.0, 1.0
+
+    @classmethod
+    def metric_names(cls, params: TaskParams) -> list[str]:
+        return ["pearson", "spearman", "mse", "mae"]
+
+    def gold(self, raw: Any, row: Row) -> float:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise DataError("not a number", location=row.location, field=self.params.label, value=raw,
+                            allowed="a real number") from None
+        if not math.isfinite(value):
+            raise DataError("not a finite number", location=row.location, field=self.params.label, value=raw)
+        return value
+
+    def fit(self, values: list[tuple[Any, Row]]) -> None:
+        ys = np.array([self.gold(raw, row) for raw, row in values], dtype=float)
+        if self.params.normalize and len(ys) > 1 and ys.std() > 0:
+            self.mean, self.std = float(ys.mean()), float(ys.std())
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean, self.std = float(state["mean"]), float(state["std"])
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    def encode(self, raw: Any, row: Row) -> float:
+        return (self.gold(raw, row) - self.mean) / self.std
+
+    def collate(self, targets: list[Any], num_words: int) -> torch.Tensor:
+        return torch.tensor([float("nan") if t is None else t for t in targets], dtype=torch.float32)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """logits [B, 1]; target [B] (NaN = missing)."""
+        keep = ~torch.isnan(target)
+        if not keep.any():
+            return None
+        return F.mse_loss(logits[keep, 0].float(), target[keep])
+
+    def decode(self, logits: torch.Tensor, ctx: DecodeContext | None = None) -> list[dict[str, Any]]:
+        values = (logits[:, 0].float() * self.std + self.mean).tolist()
+        return [{"value": round(v, 6)} for v in values]
+
+    def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
+        # "exactly right" for a real value: within 0.5% of the training label spread (or 0.005 absolute)
+        return abs(prediction["value"] - gold) <= 0.005 * max(self.std, 1.0)
+
+    def metrics(self, predictions: list[dict[str, Any]], golds: list[Any]) -> dict[str, float]:
+        p = np.array([x["value"] for x in predictions], dtype=float)
+        g = np.array(golds, dtype=float)
+        if len(g) == 0:
+            return {}
+        return {
+            "pearson": _pearson(p, g),
+            "spearman": _pearson(_rank(p), _rank(g)),
+            "mse": float(np.mean((p - g) ** 2)),
+            "mae": float(np.mean(np.abs(p - g))),
+        }
