@@ -118,6 +118,24 @@ def predict(
         console.print_json(json.dumps({"text": text, **out}, ensure_ascii=False))
 
 
+@app.command()
+def serve(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder")],
+    host: Annotated[str, typer.Option(help="address to bind (default: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="most texts in one request")] = 64,
+    max_chars: Annotated[int, typer.Option(help="most characters in one text")] = 5000,
+    wait_ms: Annotated[float, typer.Option(help="micro-batching window for concurrent requests")] = 5.0,
+) -> None:
+    """Serve every task over HTTP: GET /health, GET /tasks, POST /predict, docs at /docs."""
+    from polytask.serve.app import serve as run_server
+
+    try:
+        run_server(str(checkpoint), host=host, port=port, max_batch=max_batch, max_chars=max_chars, wait_ms=wait_ms)
+    except PolytaskError as exc:
+        _fail(exc)
+
+
 @app.command("list")
 def list_plugins() -> None:
     """List the registered task types, samplers, loss weightings and data formats."""

@@ -1,0 +1,1 @@
+"""HTTP serving of a multi-task checkpoint (needs the ``serve`` extra: fastapi, uvicorn)."""
