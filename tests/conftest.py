@@ -170,3 +170,14 @@ def minilm_or_skip() -> str:
     except ImportError:
         pytest.skip("the packaged MiniLM (pip install 'polytask[minilm]') is not installed")
     return str(get_model_path())
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_encoder: str, toy_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(config path, TrainResult) of a short joint run on every toy task (shared by several test modules)."""
+    from polytask.config import load_config
+    from polytask.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg_path = write_yaml(out / "run.yaml", toy_config(toy_data, tiny_encoder, out / "out", epochs=3))
+    return cfg_path, train(load_config(cfg_path))

@@ -20,14 +20,6 @@ from polytask.train import train
 from conftest import toy_config, write_yaml
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_encoder: str, toy_data: Path, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("run")
-    cfg_path = write_yaml(out / "run.yaml", toy_config(toy_data, tiny_encoder, out / "out", epochs=3))
-    result = train(load_config(cfg_path))
-    return cfg_path, result
-
-
 def test_training_learns_every_task(trained) -> None:
     _, result = trained
     m = result.validation["tasks"]

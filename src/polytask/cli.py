@@ -136,6 +136,27 @@ def serve(
         _fail(exc)
 
 
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder")],
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    output: Annotated[Optional[Path], typer.Option(help="file to write (default: CHECKPOINT/model.onnx)")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="int8: also write a dynamically quantised graph")] = None,
+    split: Annotated[str, typer.Option(help="split to measure the int8 accuracy change on")] = "validation",
+) -> None:
+    """Export the encoder and every head as ONE graph; checks it against PyTorch (max abs diff)."""
+    from polytask.export_cli import run_export
+
+    if format != "onnx":
+        _fail(ValueError(f"unknown format {format!r}; available: onnx"))
+    if quantize not in (None, "int8"):
+        _fail(ValueError(f"unknown quantization {quantize!r}; available: int8"))
+    try:
+        run_export(checkpoint, output, quantize, split, console)
+    except PolytaskError as exc:
+        _fail(exc)
+
+
 @app.command("list")
 def list_plugins() -> None:
     """List the registered task types, samplers, loss weightings and data formats."""

@@ -21,8 +21,8 @@ def autocast(precision: str, device: torch.device):
     return nullcontext()
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _device(model: Any) -> torch.device:
+    return model.device
 
 
 def move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

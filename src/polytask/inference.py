@@ -59,15 +59,27 @@ def make_split(texts: Sequence[TextInput], tokenizer: Any, max_length: int, task
 class Pipeline:
     """Multi-task inference over a loaded :class:`MultiTaskModel`."""
 
-    def __init__(self, model: MultiTaskModel, batch_size: int = 32, precision: str = "fp32") -> None:
+    def __init__(self, model: Any, batch_size: int = 32, precision: str = "fp32") -> None:
+        """``model``: a MultiTaskModel, or an ``OnnxModel`` (polytask.export) that behaves like one."""
         self.model, self.batch_size, self.precision = model.eval(), batch_size, precision
         if model.tokenizer is None:
             raise ValueError("the model has no tokenizer attached")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", batch_size: int = 32,
-                        precision: str = "fp32") -> Pipeline:
-        return cls(MultiTaskModel.from_pretrained(path, device=device), batch_size, precision)
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", batch_size: int = 32, precision: str = "fp32",
+                        backend: str = "torch", onnx_file: str | Path | None = None) -> Pipeline:
+        """``backend="onnx"`` runs ``onnx_file`` (default: PATH/model.onnx, made by ``polytask export``)."""
+        model = MultiTaskModel.from_pretrained(path, device=device)
+        if backend == "onnx":
+            from polytask.export import OnnxModel
+
+            onnx_path = Path(onnx_file) if onnx_file else Path(path) / "model.onnx"
+            if not onnx_path.is_file():
+                raise FileNotFoundError(f"{onnx_path}: no ONNX graph; run `polytask export {path}` first")
+            model = OnnxModel(onnx_path, model)
+        elif backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}; available: torch, onnx")
+        return cls(model, batch_size, precision)
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:

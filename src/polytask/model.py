@@ -91,5 +91,9 @@ class MultiTaskModel(nn.Module):
 
         return save_model(self, path, metrics=metrics)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

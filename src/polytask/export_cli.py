@@ -1,0 +1,66 @@
+"""What ``polytask export`` does: export, check parity, optionally quantise and measure the accuracy change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from polytask.errors import PolytaskError
+
+
+def run_export(checkpoint: Path, output: Path | None, quantize: str | None, split: str, console: Console) -> None:
+    from polytask.evaluate import aggregate, evaluate
+    from polytask.export import OnnxModel, export_onnx, parity, quantize_int8
+    from polytask.model import MultiTaskModel
+
+    model = MultiTaskModel.from_pretrained(checkpoint)
+    path = export_onnx(model, output or checkpoint / "model.onnx")
+    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): outputs {', '.join(model.tasks)}")
+    table = Table(title="ONNX vs PyTorch: max |difference| of logits on sample inputs")
+    table.add_column("output")
+    table.add_column("fp32 ONNX", justify="right")
+    diffs = {"fp32 ONNX": parity(model, path)}
+    int8_path = None
+    if quantize == "int8":
+        int8_path = quantize_int8(path, path.with_name(path.stem + ".int8.onnx"))
+        console.print(f"wrote {int8_path} ({int8_path.stat().st_size / 2**20:.1f} MiB)")
+        diffs["int8 ONNX"] = parity(model, int8_path)
+        table.add_column("int8 ONNX", justify="right")
+    for name in model.tasks:
+        table.add_row(name, *[f"{d[name]:.2e}" for d in diffs.values()])
+    console.print(table)
+    if int8_path is None:
+        return
+    try:
+        data = _data(model, split)
+    except PolytaskError as exc:
+        console.print(f"[yellow]int8 accuracy not measured: {exc}[/]")
+        return
+    acc = Table(title=f"accuracy on {split}: PyTorch fp32 vs ONNX int8")
+    for col in ("task", "metric", "PyTorch fp32", "ONNX int8", "change"):
+        acc.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    ref = evaluate(model, data, split)
+    got = evaluate(OnnxModel(int8_path, model), data, split)
+    for task, metrics in ref["tasks"].items():
+        m = model.tasks[task].primary_metric
+        acc.add_row(task, m, f"{metrics[m]:.4f}", f"{got['tasks'][task][m]:.4f}",
+                    f"{got['tasks'][task][m] - metrics[m]:+.4f}")
+    a, b = aggregate(ref, model.tasks), aggregate(got, model.tasks)
+    if a is not None and b is not None:
+        acc.add_row("(mean)", "primary", f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    console.print(acc)
+
+
+def _data(model, split: str):
+    from polytask.config import validate_config
+    from polytask.data.loading import load_data
+
+    if model.run_config is None:
+        raise PolytaskError("the checkpoint has no run_config.yaml")
+    cfg = validate_config(model.run_config)
+    data = load_data(cfg, model.tokenizer, splits=(split,), tasks=dict(model.tasks))
+    if not data.splits.get(split):
+        raise PolytaskError(f"no {split!r} split in the checkpoint's data")
+    return data
