@@ -42,7 +42,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
@@ -86,13 +86,13 @@ def make_sentiment_csv(path: Path, n: int, seed: int) -> None:
 
 
 def make_pairs_tsv(path: Path, n: int, seed: int) -> None:
-    """Pair regression: score 5 when both sentences name the same city, 0 otherwise."""
+    """Pair regression: the score (0-5) is read off the second sentence's adjective."""
     rng = random.Random(seed)
     lines = ["s1\ts2\tscore"]
     for _ in range(n):
         a = rng.choice(CITIES)
-        b = a if rng.random() < 0.5 else rng.choice([c for c in CITIES if c != a])
-        lines.append(f"weather in {a}\tweather in {b}\t{5.0 if a == b else 0.0}")
+        good = rng.random() < 0.5
+        lines.append(f"weather in {a}\tthe weather is {rng.choice(GOOD if good else BAD)}\t{5.0 if good else 0.0}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -25,9 +25,9 @@ def test_training_learns_every_task(trained) -> None:
     m = result.validation["tasks"]
     # the toy patterns are trivially learnable; a random model sits at ~0.5 accuracy and ~0 F1 / correlation
     assert m["intent"]["accuracy"] > 0.9
-    assert m["slots"]["f1"] > 0.5
+    assert m["slots"]["f1"] > 0.8
     assert m["sentiment"]["accuracy"] > 0.8
-    assert m["similarity"]["pearson"] > 0.3
+    assert m["similarity"]["pearson"] > 0.8
     assert m["topics"]["micro_f1"] > 0.7
     assert result.test is not None and set(result.test["tasks"]) == {"intent", "slots", "sentiment"}
     assert "all_tasks_correct" in result.test["sources"]["snips"]

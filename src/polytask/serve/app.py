@@ -4,7 +4,7 @@ Every request is validated (batch size, text length, task names) and answered wi
 an unexpected failure becomes a 500 with a message, never a dead server.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI must resolve the request models defined inside create_app
 
 from contextlib import asynccontextmanager
 from typing import Any, Union
