@@ -79,7 +79,8 @@ class TokenClassification(Task):
             return
         seen = {OUTSIDE}
         for raw, row in values:
-            seen.update(self._tags(raw, row))
+            # an entity type brings both its tags: I-X is valid wherever B-X is, even if no training span was long
+            seen.update(f"{p}-{t[2:]}" for t in self._tags(raw, row) if t != OUTSIDE for p in "BI")
         # O first, then entity types grouped (B- before I-), so the order is stable and readable
         self.labels = [OUTSIDE] + sorted(seen - {OUTSIDE}, key=lambda t: (t[2:], t[:2]))
         self._index = label_index(self.labels)
