@@ -239,18 +239,21 @@ def validate_config(
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, f"tasks.{name}"))
 
-    run: RunConfig | None = None
-    try:
-        run = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(p for p in _pydantic_problems(exc) if not p.startswith("tasks"))
-    if run is None:
-        raise ConfigError(source, problems)
-    run.tasks = typed_tasks
-
+    # datasets one by one, so a bad entry does not hide the problems of the others
+    raw_datasets = data.get("datasets")
+    if not isinstance(raw_datasets, dict) or not raw_datasets:
+        problems.append("datasets: at least one dataset is required (a mapping of dataset name -> files)")
+        raw_datasets = {}
+    datasets: dict[str, DatasetConfig] = {}
     base = base_dir or Path.cwd()
-    for ds_name, ds in run.datasets.items():
+    for ds_name, spec in raw_datasets.items():
         where = f"datasets.{ds_name}"
+        try:
+            ds = DatasetConfig.model_validate(spec)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, where))
+            continue
+        datasets[str(ds_name)] = ds
         try:
             READERS.get(ds.format)
         except UnknownNameError as exc:
@@ -266,39 +269,56 @@ def validate_config(
                 problems.append(f"{where}.{split}: file not found: {resolved}")
         if ds.validation and ds.validation_fraction:
             problems.append(f"{where}: give either a validation file or validation_fraction, not both")
+    data["datasets"] = {}
 
     for name, params in typed_tasks.items():
         ds_name = getattr(params, "dataset", None)
-        if ds_name not in run.datasets:
+        if ds_name not in raw_datasets:
             problems.append(
-                f"tasks.{name}.dataset: unknown dataset {ds_name!r}; defined: {', '.join(run.datasets) or '(none)'}"
+                f"tasks.{name}.dataset: unknown dataset {ds_name!r}; defined: {', '.join(raw_datasets) or '(none)'}"
             )
 
-    for kind, registry, plugin in (("sampler", SAMPLERS, run.sampler), ("weighting", WEIGHTINGS, run.weighting)):
+    for kind, registry in (("sampler", SAMPLERS), ("weighting", WEIGHTINGS)):
+        raw = data.get(kind)
+        if raw is None:
+            continue
+        if not isinstance(raw, dict) or "name" not in raw:
+            problems.append(f"{kind}: must be a mapping with a name, e.g. {{name: ...}}")
+            continue
         try:
-            cls = registry.get(plugin.name)
+            cls = registry.get(str(raw["name"]))
         except UnknownNameError as exc:
             problems.append(f"{kind}.name: {exc}")
             continue
         try:
-            params = cls.Params.model_validate(plugin.params)
+            params = cls.Params.model_validate({k: v for k, v in raw.items() if k != "name"})
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, kind))
             continue
         for msg in getattr(cls, "check", lambda *_: [])(params, list(typed_tasks)):
             problems.append(f"{kind}: {msg}")
 
-    problems.extend(_check_metric(run, typed_tasks))
+    evaluation = data.get("evaluation")
+    metric = evaluation.get("metric", "mean") if isinstance(evaluation, dict) else "mean"
+    problems.extend(_check_metric(str(metric), typed_tasks))
+    run: RunConfig | None = None
+    try:
+        run = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+    if run is None:
+        raise ConfigError(source, problems)
+    run.tasks, run.datasets = typed_tasks, datasets
+
     problems.extend(_check_encoder(run.encoder))
     if problems:
         raise ConfigError(source, problems)
     return run
 
 
-def _check_metric(run: RunConfig, tasks: dict[str, BaseModel]) -> list[str]:
+def _check_metric(metric: str, tasks: dict[str, BaseModel]) -> list[str]:
     from polytask.tasks import TASKS
 
-    metric = run.evaluation.metric
     if metric == "mean":
         return []
     task, _, name = metric.partition("/")
