@@ -16,7 +16,8 @@ from polytask.errors import PolytaskError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train one Transformer encoder on many NLP tasks; evaluate, predict and serve them together.")
-console = Console()
+# wide enough for a results table when the output is a file or a pipe (rich would use 80 columns there)
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="dotted overrides, e.g. train.lr=3e-5 train.epochs=1")]
@@ -79,7 +80,7 @@ def evaluate(
     config: Annotated[Optional[Path], typer.Option(help="data config to use instead of the checkpoint's")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the results as JSON here")] = None,
     batch_size: Annotated[int, typer.Option(help="evaluation batch size")] = 128,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16")] = "fp32",
+    precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (default: the training precision)")] = None,
 ) -> None:
     """Per-task metrics of a checkpoint on a split of the data it was trained with (or of --config's data)."""
     from polytask.evaluate import evaluate_checkpoint

@@ -34,8 +34,12 @@ def resolve_encoder_name(name: str) -> str:
 def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrainedModel, PreTrainedTokenizerFast]
     """Load ``AutoModel`` + fast tokenizer; a hub failure (e.g. offline) becomes a PolytaskError saying why."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     resolved = resolve_encoder_name(name)
+    # the load report would list the pooler weights we leave out on purpose (add_pooling_layer=False)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, revision=revision)
         try:  # the pooler is unused (heads pool themselves); leaving it out keeps DDP free of unused parameters
@@ -47,6 +51,8 @@ def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrained
             f"could not load encoder {name!r} (resolved to {resolved!r}): {exc}\n"
             "Give a local folder, the alias 'minilm', or a Hugging Face hub id with network access."
         ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     check_tokenizer(tokenizer, name)
     return model, tokenizer
 

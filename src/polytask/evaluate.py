@@ -102,7 +102,7 @@ def aggregate(result: dict[str, Any], tasks: dict[str, Task], metric: str = "mea
 
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Path | None = None,
-                        batch_size: int = 128, precision: str = "fp32") -> dict[str, Any]:
+                        batch_size: int = 128, precision: str | None = None) -> dict[str, Any]:
     """Load a checkpoint and score it on ``split`` of its own run config's data (or of ``config``'s data).
     Label spaces come from the checkpoint: a label it never saw is reported as an error, not skipped."""
     from polytask.checkpoint import load_model
@@ -124,4 +124,6 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Pat
     data = load_data(cfg, model.tokenizer, splits=(split,), tasks={n: model.tasks[n] for n in cfg.tasks})
     if not data.splits.get(split):
         raise PolytaskError(f"no dataset of the config has a {split!r} split")
+    if precision is None:  # score as training did, so the numbers match the ones it reported
+        precision = cfg.train.precision
     return evaluate(model, data, split, batch_size, precision)
