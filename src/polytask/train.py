@@ -76,6 +76,12 @@ def param_groups(model: MultiTaskModel, weighting: torch.nn.Module, cfg: RunConf
     return out
 
 
+def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel: on a 2-core CPU the default per-tensor loop took ~70 ms per MiniLM step (40% of
+    a bf16 step; benchmarks/profile_training.py), the fused one ~11 ms. Same update rule."""
+    return torch.optim.AdamW(groups, fused=True)
+
+
 def build_model(cfg: RunConfig, data: MultiTaskData, encoder: torch.nn.Module, tokenizer: Any) -> MultiTaskModel:
     model = MultiTaskModel(encoder, data.tasks, pooling=cfg.encoder.pooling,
                            task_embedding=cfg.encoder.task_embedding, dropout=cfg.encoder.dropout)
@@ -115,7 +121,7 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                                 [len(train_splits[s]) for s in sources], seed=t.seed)
     weighting = build_weighting(cfg.weighting.name, cfg.weighting.params, list(data.tasks))
 
-    optimizer = torch.optim.AdamW(param_groups(model, weighting, cfg))
+    optimizer = make_optimizer(param_groups(model, weighting, cfg))
     lr_schedule = get_scheduler("constant_with_warmup" if t.schedule == "constant" else t.schedule, optimizer,
                                 num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
     state = LoopState()
