@@ -166,6 +166,10 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
             step_weights.update(weights)
             state.examples += len(indices)
             speed.add(len(indices) * accelerator.num_processes)
+        if accelerator.num_processes > 1:  # DDP syncs the model's gradients, not the loss weighting's
+            for p in weighting.parameters():
+                if p.grad is not None:
+                    p.grad = accelerator.reduce(p.grad, reduction="mean")
         if t.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()

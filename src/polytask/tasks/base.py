@@ -50,6 +50,13 @@ class Task:
 
     def __init__(self, name: str, params: TaskParams) -> None:
         self.name, self.params = name, params
+        self.labels: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def _set_labels(self, labels: list[str]) -> None:
+        """Label space of a discrete task: ``labels[i]`` is output i."""
+        self.labels = list(labels)
+        self._index = label_index(self.labels)
 
     # -- labels ------------------------------------------------------------------------------------------------------
     def is_missing(self, raw: Any) -> bool:

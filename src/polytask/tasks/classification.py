@@ -16,7 +16,7 @@ from pydantic import Field
 
 from polytask.data.rows import Row
 from polytask.errors import DataError
-from polytask.tasks.base import DecodeContext, IGNORE, TASKS, Task, TaskParams, label_index
+from polytask.tasks.base import IGNORE, TASKS, DecodeContext, Task, TaskParams
 
 
 class ClassificationParams(TaskParams):
@@ -46,8 +46,7 @@ class Classification(Task):
 
     def __init__(self, name: str, params: ClassificationParams) -> None:
         super().__init__(name, params)
-        self.labels: list[str] = list(params.labels or [])
-        self._index = label_index(self.labels)
+        self._set_labels(params.labels or [])
 
     @property
     def primary_metric(self) -> str:  # type: ignore[override]
@@ -86,15 +85,13 @@ class Classification(Task):
         for raw, row in values:
             seen.update(self._names(raw, row))
         # sorted, so the label order (and the checkpoint) does not depend on row order
-        self.labels = sorted(seen)
-        self._index = label_index(self.labels)
+        self._set_labels(sorted(seen))
 
     def state(self) -> dict[str, Any]:
         return {"labels": self.labels, "multi_label": self.params.multi_label}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.labels = list(state["labels"])
-        self._index = label_index(self.labels)
+        self._set_labels(state["labels"])
 
     @property
     def num_outputs(self) -> int:

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from polytask.data.rows import Row
 from polytask.errors import DataError
-from polytask.tasks.base import IGNORE, TASKS, DecodeContext, Task, TaskParams, label_index
+from polytask.tasks.base import IGNORE, TASKS, DecodeContext, Task, TaskParams
 
 OUTSIDE = "O"
 
@@ -59,8 +59,7 @@ class TokenClassification(Task):
 
     def __init__(self, name: str, params: TokenClassificationParams) -> None:
         super().__init__(name, params)
-        self.labels: list[str] = list(params.labels or [])
-        self._index = label_index(self.labels)
+        self._set_labels(params.labels or [])
 
     @classmethod
     def metric_names(cls, params: TaskParams) -> list[str]:
@@ -82,15 +81,13 @@ class TokenClassification(Task):
             # an entity type brings both its tags: I-X is valid wherever B-X is, even if no training span was long
             seen.update(f"{p}-{t[2:]}" for t in self._tags(raw, row) if t != OUTSIDE for p in "BI")
         # O first, then entity types grouped (B- before I-), so the order is stable and readable
-        self.labels = [OUTSIDE] + sorted(seen - {OUTSIDE}, key=lambda t: (t[2:], t[:2]))
-        self._index = label_index(self.labels)
+        self._set_labels([OUTSIDE] + sorted(seen - {OUTSIDE}, key=lambda t: (t[2:], t[:2])))
 
     def state(self) -> dict[str, Any]:
         return {"labels": self.labels}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.labels = list(state["labels"])
-        self._index = label_index(self.labels)
+        self._set_labels(state["labels"])
 
     @property
     def num_outputs(self) -> int:
