@@ -250,7 +250,12 @@ def _accelerator(mixed_precision: str):
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+    import sys
+
+    # in a log file (not a terminal) a redraw every 0.1 s would bury the evaluation lines
+    interval = 0.5 if sys.stderr.isatty() else 30.0
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True,
+                mininterval=interval)
 
 
 def _evaluate_and_keep_best(model: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: LoopState,
