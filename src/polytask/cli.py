@@ -103,18 +103,50 @@ def predict(
     texts: Annotated[Optional[list[str]], typer.Argument(help="texts to run every task on")] = None,
     pair: Annotated[Optional[str], typer.Option(help="second text, for pair tasks (with one TEXT)")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="comma-separated task names (default: all)")] = None,
+    input_file: Annotated[Optional[Path], typer.Option(
+        "--input", help="file of texts (.txt: one per line, .jsonl, .csv with a header) instead of TEXTs")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="JSON-lines file to write (with --input)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="texts per encoder pass")] = 32,
+    text_field: Annotated[str, typer.Option(help="jsonl key / csv column holding the text")] = "text",
+    pair_field: Annotated[str, typer.Option(help="jsonl key / csv column of the second text (pair tasks)")
+                          ] = "text_pair",
+    backend: Annotated[str, typer.Option(help="torch, or onnx (runs CHECKPOINT/model.onnx from `export`)")
+                       ] = "torch",
+    precision: Annotated[str, typer.Option(help="fp32 or bf16 (bf16 autocast; torch backend only)")] = "fp32",
 ) -> None:
-    """Run every task on the given texts in one encoder pass; prints one JSON object per text."""
+    """Run every task in one encoder pass per batch: on TEXTs (prints one JSON object each) or on every row of
+    --input (streamed in chunks; writes one JSON line per row to --output)."""
     from polytask.inference import Pipeline
 
-    if not texts:
-        _fail(ValueError("give at least one TEXT"))
+    if input_file is not None and texts:
+        _fail(ValueError("give TEXTs or --input, not both"))
+    if input_file is None and output is not None:
+        _fail(ValueError("--output needs --input (a file of texts)"))
+    if input_file is not None and output is None:
+        _fail(ValueError("--input needs --output (the JSON-lines file to write)"))
+    if input_file is None and not texts:
+        _fail(ValueError("give at least one TEXT, or --input FILE --output FILE"))
+    if precision not in ("fp32", "bf16"):
+        _fail(ValueError(f"unknown precision {precision!r}; available: fp32, bf16"))
+    if backend == "onnx" and precision != "fp32":
+        _fail(ValueError("--precision bf16 applies to the torch backend only (the ONNX graph runs in fp32)"))
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     try:
-        pipe = Pipeline.from_pretrained(checkpoint)
-        inputs = [(texts[0], pair)] if pair is not None else list(texts)  # type: ignore[index]
-        outputs = pipe(inputs, tasks=tasks.split(",") if tasks else None)
-    except (PolytaskError, KeyError, ValueError) as exc:
+        pipe = Pipeline.from_pretrained(checkpoint, batch_size=batch_size, precision=precision, backend=backend)
+        if input_file is not None:
+            from polytask.batch_predict import predict_file
+
+            result = predict_file(pipe, input_file, output, tasks=task_list, text_field=text_field,  # type: ignore
+                                  pair_field=pair_field)
+        else:
+            inputs = [(texts[0], pair)] if pair is not None else list(texts)  # type: ignore[index]
+            outputs = pipe(inputs, tasks=task_list)
+    except (PolytaskError, KeyError, ValueError, OSError) as exc:
         _fail(exc)
+    if input_file is not None:
+        console.print(f"wrote {result.rows} prediction(s) to {result.output} in {result.seconds:.1f}s "
+                      f"({result.texts_per_second:.1f} texts/s)")
+        return
     for text, out in zip(texts, outputs):  # type: ignore[arg-type]
         console.print_json(json.dumps({"text": text, **out}, ensure_ascii=False))
 
@@ -154,6 +186,90 @@ def export(
         _fail(ValueError(f"unknown quantization {quantize!r}; available: int8"))
     try:
         run_export(checkpoint, output, quantize, split, console)
+    except PolytaskError as exc:
+        _fail(exc)
+
+
+@app.command()
+def baseline(
+    config: Annotated[Path, typer.Argument(help="the multi-task run config YAML")],
+    overrides: Overrides = None,
+    seeds: Annotated[Optional[str], typer.Option(help="seeds, e.g. 1,2,3 or 1-3 (default: train.seed)")] = None,
+    budget: Annotated[str, typer.Option(help="passes: as many passes over its own data as the multi-task run; "
+                                             "steps: as many optimizer steps")] = "passes",
+    force: Annotated[bool, typer.Option("--force", help="retrain runs that are there already")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bars")] = False,
+) -> None:
+    """Train every task ALONE with the same settings and budget, and the multi-task model, on each seed; writes
+    OUTPUT_DIR/compare/ (summary.json, multi/seed-N, single/TASK/seed-N) and prints the comparison."""
+    from polytask.baseline import comparison, comparison_tables, parse_seeds, run_baseline
+    from polytask.config import load_config
+
+    _setup_logging()
+    try:
+        cfg = load_config(config, overrides or [])
+        summary = run_baseline(cfg, parse_seeds(seeds), budget, force, show_progress=False if no_progress else None)
+        tables = comparison_tables(comparison(summary, "test"))
+    except PolytaskError as exc:
+        _fail(exc)
+    for table in tables:
+        console.print(table)
+    console.print(f"wrote {Path(cfg.train.output_dir) / 'compare' / 'summary.json'}")
+
+
+@app.command()
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="the config's train.output_dir (holds compare/summary.json)")],
+    split: Annotated[str, typer.Option(help="test (a task without test falls back to validation) or validation")
+                     ] = "test",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the comparison as JSON here")] = None,
+) -> None:
+    """Multi-task vs single-task per task (from `polytask baseline`): primary metric, difference, time, size."""
+    from polytask.baseline import comparison, comparison_tables, load_summary
+
+    try:
+        comp = comparison(load_summary(run_dir), split)
+    except PolytaskError as exc:
+        _fail(exc)
+    for table in comparison_tables(comp):
+        console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(comp, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run's output_dir (holds metrics.jsonl)")]) -> None:
+    """PNG plots (loss, validation metric, sampling, loss weights) and summary.md, written into RUN_DIR/report/."""
+    from polytask.report import write_report
+
+    try:
+        result = write_report(run_dir)
+    except PolytaskError as exc:
+        _fail(exc)
+    for path in result.files:
+        console.print(f"wrote {path}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[Path, typer.Option(help="where the data, demo.yaml and the checkpoints go")] = Path(
+        "runs/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="a few rows and steps (a smoke test; scores mean nothing)")
+                     ] = False,
+    encoder: Annotated[str, typer.Option(help="encoder: 'minilm' (packaged), a local folder or a hub id")] = "minilm",
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
+) -> None:
+    """Train one MiniLM on tweet sentiment, BBC news topics and assistant intents + slots (real data, ~5 min on 2
+    CPU cores); print test scores and example predictions. See docs/demo.md."""
+    from polytask.demo import run_demo
+
+    _setup_logging()
+    try:
+        run_demo(output_dir, quick=quick, encoder=encoder, console=console,
+                 show_progress=False if no_progress else None)
     except PolytaskError as exc:
         _fail(exc)
 

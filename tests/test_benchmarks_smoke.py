@@ -1,0 +1,36 @@
+"""The serving benchmark runs end to end in --smoke mode (tiny random BERT, a few batches) and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_serving_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "serving.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serving.py"), "--smoke", "--threads", "1",
+                           "--json-out", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "speedup vs K models" in proc.stdout
+    result = json.loads(out.read_text())
+    assert {"machine", "command", "model", "texts", "settings", "results", "speedup", "target"} <= set(result)
+    assert result["model"]["K"] == 3 and set(result["model"]["tasks"]) == {"intent", "slots", "sentiment"}
+    setups = {r["setup"] for r in result["results"]}
+    assert {"K models fp32", "K models bf16", "polytask fp32", "polytask bf16"} <= setups
+    try:
+        import onnxruntime  # noqa: F401
+
+        assert {"polytask ONNX fp32", "polytask ONNX int8"} <= setups
+    except ImportError:
+        pass
+    assert {r["batch_size"] for r in result["results"]} == {1, 32}
+    for row in result["results"]:
+        for key in ("texts_per_s", "p50_ms", "p95_ms", "peak_rss_mb", "import_rss_mb", "x_kmodels_fp32_throughput"):
+            assert row[key] > 0, (row["setup"], key)
+        assert row["p95_ms"] >= row["p50_ms"]
+    assert set(result["speedup"]["polytask fp32"]) == {"1", "32"}
+    assert result["target"]["required_speedup"] == 0.9 * 3
