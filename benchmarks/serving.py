@@ -17,7 +17,8 @@ What a timed call covers (batch of B texts in, predictions out):
   alignment: less decoding work than polytask does).
 
 Each (setup, batch size, repeat) is measured in a fresh Python subprocess, so one measurement's memory cannot leak
-into another's: peak memory is that process's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (Linux: KiB), and
+into another's: peak memory is that process's high-water RSS (``VmHWM`` in ``/proc/self/status``; not
+``ru_maxrss``, which Linux carries over from the parent across fork + exec), and
 ``import RSS`` is the same reading taken after the imports, before any model is loaded. Repeats run round-robin over
 the setups and the best repeat (highest throughput) is kept, which damps interference from other jobs on the machine.
 
@@ -213,7 +214,19 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory in MB.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of the current address space. ``ru_maxrss`` would be
+    wrong here: the kernel carries it across fork + exec, so every worker would report at least the parent's peak
+    (the parent holds the encoder and the ONNX export)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 1024)  # macOS: bytes, Linux: KiB
 
 
 class KModels:

@@ -34,3 +34,20 @@ def test_serving_benchmark_smoke(tmp_path: Path) -> None:
         assert row["p95_ms"] >= row["p50_ms"]
     assert set(result["speedup"]["polytask fp32"]) == {"1", "32"}
     assert result["target"]["required_speedup"] == 0.9 * 3
+
+
+def test_train_throughput_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "train_throughput.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--smoke",
+                           "--precisions", "fp32", "--json-out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "x HF Trainer" in proc.stdout
+    result = json.loads(out.read_text())
+    rows = {r["system"]: r for r in result["rows"]}
+    assert set(rows) == {"polytask", "HF Trainer", "HF Trainer (group_by_length)"}
+    assert rows["HF Trainer"]["ratio_vs_hf_trainer"] == 1.0
+    for row in rows.values():
+        assert row["seconds"] > 0 and row["examples_per_s"] > 0
+        assert abs(row["examples_per_s"] / rows["HF Trainer"]["examples_per_s"] - row["ratio_vs_hf_trainer"]) < 0.02
+    assert result["command"].startswith("python benchmarks/train_throughput.py")

@@ -232,7 +232,7 @@ def predict_file(pipeline: Any, input_path: str | Path, output_path: str | Path,
                  show_progress: bool | None = None) -> BatchResult:
     """Run ``pipeline`` (a :class:`polytask.inference.Pipeline`) on every row of ``input_path``; write JSON lines to
     ``output_path`` atomically. ``show_progress=None``: a progress bar only on a terminal."""
-    from tqdm.auto import tqdm
+    from polytask.tracking import progress_bar
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt = input_format(input_path)
@@ -246,9 +246,7 @@ def predict_file(pipeline: Any, input_path: str | Path, output_path: str | Path,
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
     tmp = Path(tmp_name)
     started, rows = time.perf_counter(), 0
-    bar = tqdm(total=total, desc="predict", unit="texts", dynamic_ncols=True,
-               disable=None if show_progress is None else not show_progress,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+    bar = progress_bar(total, desc="predict", unit="texts", enabled=show_progress)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             for chunk in chunked(read_inputs(input_path, text_field, pair_field), chunk_size):

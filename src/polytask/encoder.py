@@ -38,8 +38,9 @@ def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrained
 
     resolved = resolve_encoder_name(name)
     # the load report would list the pooler weights we leave out on purpose (add_pooling_layer=False)
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load clutters our own progress output
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, revision=revision)
         try:  # the pooler is unused (heads pool themselves); leaving it out keeps DDP free of unused parameters
@@ -53,6 +54,8 @@ def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrained
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
     check_tokenizer(tokenizer, name)
     return model, tokenizer
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -87,3 +90,27 @@ class Throughput:
         rate = self.examples / max(now - self.start, 1e-9)
         self.start, self.examples = now, 0
         return rate
+
+
+def progress_bar(total: int | None, desc: str, unit: str, initial: int = 0, enabled: bool | None = True):
+    """A tqdm bar on stderr that stays readable everywhere.
+
+    On a terminal it redraws every 0.5 s and follows the window width. A pseudo-terminal that reports 0 columns
+    (``script``, some CI runners, editors) would make tqdm draw nothing, so it gets a fixed size instead
+    ($COLUMNS x $LINES, else 100 x 24). In a log file it redraws every 30 s so the evaluation lines are not buried.
+    ``enabled=None``: tqdm's own choice (off when stderr is not a terminal).
+    """
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns if tty else 0
+    except OSError:
+        width = 0
+    ncols = nrows = None
+    if tty and width == 0:  # tqdm would also hide the bar when the terminal reports 0 rows
+        fallback = shutil.get_terminal_size((100, 24))
+        ncols, nrows = fallback.columns or 100, fallback.lines or 24
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
+                disable=None if enabled is None else not enabled, dynamic_ncols=width > 0, ncols=ncols,
+                nrows=nrows, mininterval=0.5 if tty else 30.0)

@@ -27,7 +27,7 @@ from polytask.encoder import load_encoder
 from polytask.evaluate import aggregate, evaluate, move
 from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
-from polytask.tracking import MetricsLog, RunningLoss, Throughput
+from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
 from polytask.weighting import build_weighting
 
 log = logging.getLogger("polytask")
@@ -141,7 +141,7 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     # -- the loop --------------------------------------------------------------------------------------------------
     running, speed = RunningLoss(), Throughput()
     show = t.progress_bar if show_progress is None else show_progress
-    bar = _progress_bar(total_steps, state.step, enabled=show and main)
+    bar = progress_bar(total_steps, desc="train", unit="step", initial=state.step, enabled=show and main)
     history: list[dict[str, Any]] = []
     started = time.perf_counter() - state.seconds
     model.train()
@@ -245,17 +245,6 @@ def _accelerator(mixed_precision: str):
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
     return Accelerator(mixed_precision=mixed_precision)
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    import sys
-
-    # in a log file (not a terminal) a redraw every 0.1 s would bury the evaluation lines
-    interval = 0.5 if sys.stderr.isatty() else 30.0
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True,
-                mininterval=interval)
 
 
 def _evaluate_and_keep_best(model: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: LoopState,
