@@ -39,3 +39,14 @@ def test_minilm_learns_snips_intent_and_slots(tmp_path: Path) -> None:
     assert test["slots"]["f1"] >= 0.80, test
     print("SNIPS test (2000 train rows):", test["intent"]["accuracy"], test["slots"]["f1"],
           result.test["sources"]["snips"]["all_tasks_correct"], f"{result.seconds:.0f}s")
+
+
+@pytest.mark.parametrize("config", ["examples/mixed.yaml", "benchmarks/mtl_vs_single.yaml"])
+def test_shipped_configs_validate_against_shared_data(config: str) -> None:
+    """The example and benchmark configs point at ../shared/data: every file, column and label must resolve."""
+    from polytask.config import load_config
+
+    shared_data_or_skip("snips")
+    path = Path(__file__).resolve().parents[1] / config
+    cfg = load_config(path)  # raises ConfigError listing every problem (missing file, column, ...)
+    assert len(cfg.tasks) >= 4

@@ -36,7 +36,8 @@ def predict_split(model, split: SourceSplit, batch_size: int = 128, precision: s
     """Decoded predictions of ``tasks`` (default: the source's tasks) for every row of ``split``, in row order."""
     names = tasks or split.tasks
     was_training = model.training
-    model.eval()
+    if was_training:  # Module.eval() walks every submodule: ~2 ms, a fifth of a one-text call on MiniLM
+        model.eval()
     device = _device(model)
     pad = model.tokenizer.pad_token_id if model.tokenizer is not None else 0
     out: dict[str, list[Any]] = {n: [None] * len(split) for n in names}
@@ -56,7 +57,8 @@ def predict_split(model, split: SourceSplit, batch_size: int = 128, precision: s
                 for i, pred in zip(indices, task_map[name].decode(logits[name], ctx)):
                     out[name][i] = pred
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return out
 
 

@@ -99,7 +99,7 @@ class Pipeline:
             raise ValueError(f"task(s) {', '.join(wrong)} read {need}")
         return list(tasks)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, texts: TextInput | Sequence[TextInput], tasks: Sequence[str] | None = None
                  ) -> list[dict[str, Any]]:
         """-> one dict per input: {task: prediction}. A single string (or pair) gives a list of one."""
