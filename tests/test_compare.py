@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from polytask.baseline import comparison, parse_seeds, single_plan
+from polytask.baseline import parse_seeds, single_plan
+from polytask.compare import comparison
 from polytask.cli import app
 from polytask.config import validate_config
 from polytask.errors import PolytaskError

@@ -202,7 +202,8 @@ def baseline(
 ) -> None:
     """Train every task ALONE with the same settings and budget, and the multi-task model, on each seed; writes
     OUTPUT_DIR/compare/ (summary.json, multi/seed-N, single/TASK/seed-N) and prints the comparison."""
-    from polytask.baseline import comparison, comparison_tables, parse_seeds, run_baseline
+    from polytask.baseline import parse_seeds, run_baseline
+    from polytask.compare import comparison, comparison_tables
     from polytask.config import load_config
 
     _setup_logging()
@@ -225,7 +226,7 @@ def compare(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the comparison as JSON here")] = None,
 ) -> None:
     """Multi-task vs single-task per task (from `polytask baseline`): primary metric, difference, time, size."""
-    from polytask.baseline import comparison, comparison_tables, load_summary
+    from polytask.compare import comparison, comparison_tables, load_summary
 
     try:
         comp = comparison(load_summary(run_dir), split)
@@ -262,8 +263,8 @@ def demo(
     encoder: Annotated[str, typer.Option(help="encoder: 'minilm' (packaged), a local folder or a hub id")] = "minilm",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
 ) -> None:
-    """Train one MiniLM on tweet sentiment, BBC news topics and assistant intents + slots (real data, ~5 min on 2
-    CPU cores); print test scores and example predictions. See docs/demo.md."""
+    """Train one MiniLM on tweet sentiment, BBC news topics (real data from PyPI packages) and intents + slots of a
+    hand-written assistant set, ~5 min on 2 CPU cores; print test scores and example predictions. See docs/demo.md."""
     from polytask.demo import run_demo
 
     _setup_logging()

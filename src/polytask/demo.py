@@ -48,6 +48,7 @@ import json
 import random
 import re
 import shutil
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -431,14 +432,33 @@ def predictions_table(texts: Sequence[str], predictions: Sequence[dict[str, Any]
     return table
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (what a user would type), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def cli_command() -> str:
+    """How the user can call polytask from here: ``polytask`` when that is on PATH, else the script's path (e.g.
+    ``.venv/bin/polytask`` right after ``make demo``, which does not activate the virtual environment)."""
+    script = Path(sys.executable).parent / "polytask"
+    found = shutil.which("polytask")
+    if not script.is_file() or (found and Path(found).resolve() == script.resolve()):
+        return "polytask"
+    return _shown(script)
+
+
 def next_steps(best: Path, config_path: Path) -> Table:
+    cmd, best_s = cli_command(), _shown(best)
     grid = Table.grid(padding=(0, 3))
     grid.add_column(no_wrap=True)
     grid.add_column(style="dim")
-    grid.add_row(f'polytask predict {best} "wake me up at 7 am"', "every task on your text, JSON")
-    grid.add_row(f"polytask serve {best}", "HTTP API; docs at http://127.0.0.1:8000/docs")
-    grid.add_row(f"polytask evaluate {best} --split test", "the test table again")
-    grid.add_row(f"polytask train {config_path}", "train again (edit the YAML to change anything)")
+    grid.add_row(f'{cmd} predict {best_s} "wake me up at 7 am"', "every task on your text, JSON")
+    grid.add_row(f"{cmd} serve {best_s}", "HTTP API; docs at http://127.0.0.1:8000/docs")
+    grid.add_row(f"{cmd} evaluate {best_s} --split test", "the test table again")
+    grid.add_row(f"{cmd} train {_shown(config_path)}", "train again (edit the YAML to change anything)")
     return grid
 
 
@@ -485,7 +505,7 @@ def run_demo(output_dir: str | Path = "runs/demo", quick: bool = False, encoder:
                   "scores); likewise topic on commands.[/]")
     seconds = time.perf_counter() - started
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s; whole demo {seconds:.0f} s; "
-                  f"model saved in [bold]{result.best_dir}[/]")
+                  f"model saved in [bold]{_shown(result.best_dir)}[/]")
     console.print(Panel(next_steps(result.best_dir, config_path), title="next", border_style="green",
                         expand=False))
     return DemoResult(output_dir=out, config_path=config_path, best_dir=result.best_dir, sizes=sizes,
