@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -214,19 +213,10 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def rss_mb() -> float:
-    """This process's peak resident memory in MB.
+    """Peak RSS of this process in MB (VmHWM: see polytask.memory.peak_rss_mib)."""
+    from polytask.memory import peak_rss_mib
 
-    Linux: VmHWM from /proc/self/status, the high-water mark of the current address space. ``ru_maxrss`` would be
-    wrong here: the kernel carries it across fork + exec, so every worker would report at least the parent's peak
-    (the parent holds the encoder and the ONNX export)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 1024)  # macOS: bytes, Linux: KiB
+    return peak_rss_mib()
 
 
 class KModels:

@@ -21,7 +21,6 @@ import os
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -196,7 +195,7 @@ def main() -> None:
 
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch": torch.__version__, "transformers": transformers.__version__,
-               "torch_threads": torch.get_num_threads()}
+               "torch_threads": args.threads or os.cpu_count()}
     command = "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])
     Path(args.json_out).write_text(json.dumps({"rows": rows, "args": vars(args), "machine": machine,
                                                "command": command.strip()}, indent=2) + "\n")

@@ -14,8 +14,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from polytask.data.readers import read_rows
-from polytask.demo import (assistant_dir, clean_tweet, demo_packages_missing, news_text, run_demo,
-                           stratified_split)
+from polytask.demo import run_demo
+from polytask.demo_data_prep import assistant_dir, clean_tweet, demo_packages_missing, news_text, stratified_split
 
 TASKS = {"intent", "slots", "sentiment", "topic"}
 SPLITS = {"train": 600, "dev": 152, "test": 152}
@@ -111,7 +111,8 @@ def test_demo_yaml_reruns_with_polytask_validate(tiny_encoder: str, tmp_path: Pa
     """The written demo.yaml is a valid config on its own (what `polytask train OUTPUT/demo.yaml` reads)."""
     _needs_demo_packages()
     from polytask.cli import app
-    from polytask.demo import demo_config, prepare_data, write_config
+    from polytask.demo import demo_config, write_config
+    from polytask.demo_data_prep import prepare_data
 
     prepare_data(tmp_path / "data", quick=True)
     write_config(tmp_path / "demo.yaml", demo_config(tmp_path, encoder=tiny_encoder, quick=True), quick=True)

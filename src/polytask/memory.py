@@ -47,6 +47,14 @@ def _maxrss_kib() -> float:
     return value / 1024 if sys.platform == "darwin" else float(value)  # bytes on macOS, KiB on Linux
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB: ``VmHWM`` on Linux (the high-water mark of the current
+    address space, which starts afresh at exec), else ``ru_maxrss``. ``ru_maxrss`` is not used on Linux because the
+    kernel carries it over from the parent across fork + exec."""
+    kib = _status_kib("VmHWM")
+    return (kib if kib is not None else _maxrss_kib()) / 1024
+
+
 def _release_memory() -> None:
     """Give freed memory back to the OS, so a run's peak is not inflated by what an earlier run left in the heap."""
     gc.collect()
