@@ -117,6 +117,16 @@ def _figure(width: float = 8.0, height: float = 4.5):
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
+def _finish_over_steps(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    """Labels, grid and a legend outside the axes for a one-panel plot over training steps; then save."""
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     fig.savefig(str(path), format="png")
     return path
@@ -168,12 +178,7 @@ def plot_validation(evals: list[dict[str, Any]], primary: dict[str, str], path: 
                 label=f"model selection ({selection})")
     if best_at is not None:
         ax.axvline(best_at, color="grey", linestyle=":", linewidth=1.2, label=f"best checkpoint (step {best_at})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation metric")
-    ax.set_title("Validation metric per task (primary metric)", fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    return _finish_over_steps(fig, ax, "validation metric", "Validation metric per task (primary metric)", path)
 
 
 def plot_sampling(train: list[dict[str, Any]], path: Path) -> Path | None:
@@ -217,12 +222,7 @@ def plot_weights(train: list[dict[str, Any]], path: Path) -> Path | None:
     ax = fig.subplots()
     for i, (name, (steps, values)) in enumerate(series.items()):
         ax.plot(steps, values, marker="o", markersize=3, linewidth=1.4, color=f"C{i}", label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss weight")
-    ax.set_title("Loss weight per task", fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    return _finish_over_steps(fig, ax, "loss weight", "Loss weight per task", path)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
