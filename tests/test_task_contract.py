@@ -106,3 +106,16 @@ def test_bio_spans_follow_conlleval() -> None:
 
     assert bio_spans(["B-a", "I-a", "O", "I-b", "I-b", "B-b", "I-a"]) == [
         ("a", 0, 2), ("b", 3, 5), ("b", 5, 6), ("a", 6, 7)]
+
+
+def test_every_plugin_describes_itself_in_polytask_list() -> None:
+    """`polytask list` shows each registered name with the first line of its docstring: none may be blank."""
+    from polytask.data.readers import READERS
+    from polytask.sampling import SAMPLERS
+    from polytask.tasks import TASKS
+    from polytask.weighting import WEIGHTINGS
+
+    for registry in (TASKS, SAMPLERS, WEIGHTINGS, READERS):
+        for name, item in registry.items():
+            first = ((item.__doc__ or "").strip().splitlines() or [""])[0]
+            assert len(first) > 15, f"{name}: no one-line description in its docstring"

@@ -26,6 +26,8 @@ class AnnealedParams(SamplerParams):
 
 @SAMPLERS.register("annealed")
 class AnnealedSampler:
+    """Proportional early, towards uniform late: p ∝ n^α, α annealed over epochs (Stickland & Murray 2019)."""
+
     Params: ClassVar[type[SamplerParams]] = AnnealedParams
 
     def __init__(self, params: AnnealedParams) -> None:

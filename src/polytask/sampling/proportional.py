@@ -20,6 +20,8 @@ class ProportionalParams(SamplerParams):
 
 @SAMPLERS.register("proportional")
 class ProportionalSampler:
+    """p ∝ n: each source in proportion to its number of training rows."""
+
     Params: ClassVar[type[SamplerParams]] = ProportionalParams
 
     def __init__(self, params: ProportionalParams) -> None:

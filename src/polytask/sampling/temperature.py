@@ -25,6 +25,8 @@ class TemperatureParams(SamplerParams):
 
 @SAMPLERS.register("temperature")
 class TemperatureSampler:
+    """p ∝ min(n, cap)^(1/T): T = 1 proportional, larger T closer to uniform."""
+
     Params: ClassVar[type[SamplerParams]] = TemperatureParams
 
     def __init__(self, params: TemperatureParams) -> None:

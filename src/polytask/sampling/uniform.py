@@ -21,6 +21,8 @@ class UniformParams(SamplerParams):
 
 @SAMPLERS.register("uniform")
 class UniformSampler:
+    """Every source equally often, whatever its size."""
+
     Params: ClassVar[type[SamplerParams]] = UniformParams
 
     def __init__(self, params: UniformParams) -> None:

@@ -40,6 +40,8 @@ def _f1_table(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 
 @TASKS.register("classification")
 class Classification(Task):
+    """One label per text or text pair (softmax, cross-entropy), or several (multi_label: sigmoid, BCE)."""
+
     Params: ClassVar[type[TaskParams]] = ClassificationParams
     level = "sequence"
     params: ClassificationParams

@@ -46,6 +46,8 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 @TASKS.register("regression")
 class Regression(Task):
+    """One real value per text or text pair (MSE, targets standardised by default; Pearson, Spearman)."""
+
     Params: ClassVar[type[TaskParams]] = RegressionParams
     level = "sequence"
     primary_metric = "pearson"

@@ -52,6 +52,8 @@ def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
 
 @TASKS.register("token_classification")
 class TokenClassification(Task):
+    """A BIO tag per word (first sub-word labelled; spans with character offsets; seqeval entity F1)."""
+
     Params: ClassVar[type[TaskParams]] = TokenClassificationParams
     level = "token"
     primary_metric = "f1"

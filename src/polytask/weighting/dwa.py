@@ -33,7 +33,9 @@ class DWAParams(WeightingParams):
 
 @WEIGHTINGS.register("dwa")
 class DWAWeighting(LossWeighting):
-    """Buffers (all [K] unless noted, saved for resumption): ``sums``/``counts`` of the window being filled,
+    """Dynamic Weight Average (Liu et al. 2019): weights from the softmax of each loss's recent rate of decrease.
+
+    Buffers (all [K] unless noted, saved for resumption): ``sums``/``counts`` of the window being filled,
     ``prev_mean``/``prev_count`` of window t−1 and ``prev2_mean``/``prev2_count`` of t−2, the current ``weight``,
     and scalars ``window_id`` (the window being filled, −1 before the first call) and ``completed`` (windows
     finished)."""

@@ -16,7 +16,7 @@ class EqualParams(WeightingParams):
 
 @WEIGHTINGS.register("equal")
 class EqualWeighting(LossWeighting):
-    """total = Σ_t L_t."""
+    """Every task's loss counts once: total = Σ_t L_t."""
 
     Params: ClassVar[type[WeightingParams]] = EqualParams
 

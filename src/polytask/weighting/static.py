@@ -24,7 +24,7 @@ class StaticParams(WeightingParams):
 
 @WEIGHTINGS.register("static")
 class StaticWeighting(LossWeighting):
-    """total = Σ_t w_t·L_t with w_t from the config."""
+    """Fixed per-task weights from the config: total = Σ_t w_t·L_t."""
 
     Params: ClassVar[type[WeightingParams]] = StaticParams
     params: StaticParams

@@ -33,7 +33,9 @@ class UncertaintyParams(WeightingParams):
 
 @WEIGHTINGS.register("uncertainty")
 class UncertaintyWeighting(LossWeighting):
-    """total = Σ_t exp(−s_t)·L_t + s_t with learnable ``log_var`` = s [K]; reported weights are exp(−s_t)."""
+    """Homoscedastic uncertainty weighting (Kendall et al. 2018), learned with its regulariser.
+
+    total = Σ_t exp(−s_t)·L_t + s_t with learnable ``log_var`` = s [K]; reported weights are exp(−s_t)."""
 
     Params: ClassVar[type[WeightingParams]] = UncertaintyParams
     learnable: ClassVar[bool] = True
