@@ -469,6 +469,8 @@ def main() -> None:
     print_table(rows, summary, f"serving {k} tasks on one text: {spec['model']['encoder']}; {spec['texts']['source']}"
                                f"; {args.threads} threads")
     for setup, per in summary["speedup"].items():
+        if not per:  # setup not measured in this run (--setups)
+            continue
         cells = ", ".join(f"batch {b}: {v:.2f}x" for b, v in per.items())
         print(f"{setup}: speedup vs K models (same precision) {cells}; target >= {0.9 * k:.2f}x")
     json_out.parent.mkdir(parents=True, exist_ok=True)
