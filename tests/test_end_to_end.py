@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from polytask.cli import app
-from polytask.config import load_config, validate_config
+from polytask.config import validate_config
 from polytask.evaluate import evaluate_checkpoint
 from polytask.inference import Pipeline
 from polytask.model import MultiTaskModel

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence

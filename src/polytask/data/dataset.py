@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from polytask.config import DatasetConfig, RunConfig
+from polytask.config import DatasetConfig
 from polytask.data.readers import ReaderOptions, file_columns, read_rows
 from polytask.data.rows import Row
 from polytask.errors import DataError
