@@ -13,9 +13,13 @@ Built-in formats:
 - ``jointbert``: a folder with line-aligned ``seq.in`` (words), ``seq.out`` (tags) and ``label`` (intent).
 - ``lines``: ``LABEL text...`` per line (TREC); ``COARSE:fine`` labels also give ``coarse_label``.
 - ``hf``: a Hugging Face dataset, saved with ``save_to_disk`` or loaded by name.
+- ``semeval``: SemEval-2010 Task 8 blocks (``ID<TAB>"..<e1>..</e1>..<e2>..</e2>.."``, label, comment); the markers
+  become character spans ``e1`` / ``e2`` of the clean ``text``.
+- ``spert``: a SpERT JSON list of sentences (``tokens``, ``entities`` or BILOU/BIO ``tags``, ``relations``).
 
 This module holds the registry, the options and the shared decoding helpers; the formats live in
-``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines) and ``hf.py``.
+``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines), ``relations.py`` (semeval,
+spert) and ``hf.py``.
 """
 
 from __future__ import annotations
@@ -183,4 +187,4 @@ def _require_rows(rows: list[Row], where: str) -> list[Row]:
 
 
 # the built-in formats register themselves on import (after the helpers above exist: they import them)
-from polytask.data import delimited, hf, line_formats  # noqa: E402,F401
+from polytask.data import delimited, hf, line_formats, relations  # noqa: E402,F401
