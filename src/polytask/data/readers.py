@@ -13,9 +13,10 @@ Built-in formats:
 - ``jointbert``: a folder with line-aligned ``seq.in`` (words), ``seq.out`` (tags) and ``label`` (intent).
 - ``lines``: ``LABEL text...`` per line (TREC); ``COARSE:fine`` labels also give ``coarse_label``.
 - ``hf``: a Hugging Face dataset, saved with ``save_to_disk`` or loaded by name.
+- ``squad``: SQuAD v1.1 JSON; one row per question (id, title, context, question, answers).
 
 This module holds the registry, the options and the shared decoding helpers; the formats live in
-``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines) and ``hf.py``.
+``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines), ``hf.py`` and ``squad.py``.
 """
 
 from __future__ import annotations
@@ -183,4 +184,4 @@ def _require_rows(rows: list[Row], where: str) -> list[Row]:
 
 
 # the built-in formats register themselves on import (after the helpers above exist: they import them)
-from polytask.data import delimited, hf, line_formats  # noqa: E402,F401
+from polytask.data import delimited, hf, line_formats, squad  # noqa: E402,F401
