@@ -16,10 +16,11 @@ Built-in formats:
 - ``semeval``: SemEval-2010 Task 8 blocks (``ID<TAB>"..<e1>..</e1>..<e2>..</e2>.."``, label, comment); the markers
   become character spans ``e1`` / ``e2`` of the clean ``text``.
 - ``spert``: a SpERT JSON list of sentences (``tokens``, ``entities`` or BILOU/BIO ``tags``, ``relations``).
+- ``squad``: SQuAD v1.1 JSON; one row per question (id, title, context, question, answers).
 
 This module holds the registry, the options and the shared decoding helpers; the formats live in
 ``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines), ``relations.py`` (semeval,
-spert) and ``hf.py``.
+spert), ``squad.py`` and ``hf.py``.
 """
 
 from __future__ import annotations
@@ -187,4 +188,4 @@ def _require_rows(rows: list[Row], where: str) -> list[Row]:
 
 
 # the built-in formats register themselves on import (after the helpers above exist: they import them)
-from polytask.data import delimited, hf, line_formats, relations  # noqa: E402,F401
+from polytask.data import delimited, hf, line_formats, relations, squad  # noqa: E402,F401

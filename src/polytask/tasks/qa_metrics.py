@@ -1,0 +1,72 @@
+"""Exact match and F1 of extractive QA, as defined by the official SQuAD v1.1 evaluation (Rajpurkar, Zhang, Lopyrev &
+Liang 2016, "SQuAD: 100,000+ Questions for Machine Comprehension of Text").
+
+Before comparing, a prediction and each reference answer are normalised: lower-cased, every ASCII punctuation
+character (``string.punctuation``) removed, the articles "a", "an" and "the" removed as whole words, and runs of white
+space collapsed to one space (leading/trailing space dropped). F1 counts the normalised white-space tokens the two
+share (with multiplicity). A question's score is the MAX over its reference answers; a set's score is the mean over
+questions. Scores here are fractions in [0, 1] (the official script prints percentages).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(s: str) -> str:
+    """Lower case, drop punctuation, drop the whole words a/an/the, collapse white space (in that order).
+
+    Punctuation goes before articles, so "the-end" becomes "theend" (kept) and "(the)" becomes "" (dropped).
+    """
+    lowered = s.lower()
+    without_punctuation = "".join(ch for ch in lowered if ch not in _PUNCTUATION)
+    without_articles = _ARTICLES.sub(" ", without_punctuation)
+    return " ".join(without_articles.split())
+
+
+def _check_references(references: list[str]) -> None:
+    # the maximum over no reference is undefined; 0 would silently count an unlabelled question as wrong
+    if not references:
+        raise ValueError("a question needs at least one reference answer")
+
+
+def exact_match(prediction: str, references: list[str]) -> float:
+    """1.0 if the normalised prediction equals some normalised reference, else 0.0."""
+    _check_references(references)
+    predicted = normalize_answer(prediction)
+    return float(any(predicted == normalize_answer(ref) for ref in references))
+
+
+def _token_f1(predicted: list[str], reference: list[str]) -> float:
+    shared = sum((Counter(predicted) & Counter(reference)).values())
+    # As in the official v1.1 script: no shared token means F1 = 0, even when BOTH normalise to nothing (e.g. the
+    # prediction "the" against the reference "a"), although exact match scores that case 1.
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / len(predicted), shared / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1(prediction: str, references: list[str]) -> float:
+    """Token-level F1 between the normalised prediction and each reference; the best one."""
+    _check_references(references)
+    predicted = normalize_answer(prediction).split()
+    return max(_token_f1(predicted, normalize_answer(ref).split()) for ref in references)
+
+
+def squad_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Mean exact match and F1 over questions (fractions in [0, 1]); ``references[i]`` are question i's answers."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} questions with references")
+    if not predictions:
+        raise ValueError("no questions to score")
+    count = len(predictions)
+    return {
+        "exact_match": sum(exact_match(p, r) for p, r in zip(predictions, references)) / count,
+        "f1": sum(f1(p, r) for p, r in zip(predictions, references)) / count,
+    }
