@@ -69,11 +69,10 @@ def main() -> None:
         for step in range(args.steps + 3):
             a = time.perf_counter()
             batch = collate(split, stream.next_indices(), data.tasks, tokenizer.pad_token_id)
-            targets = batch.pop("targets")
             b = time.perf_counter()
             with autocast(precision, torch.device("cpu")):
-                logits = model(**batch, tasks=names)
-                loss = sum(data.tasks[n].loss(logits[n], targets[n]) for n in names)
+                outputs = model(batch.inputs, batch.task_inputs, tasks=names)
+                loss = sum(data.tasks[n].loss(outputs[n], batch.targets[n]) for n in names)
             c = time.perf_counter()
             loss.backward()
             d = time.perf_counter()
@@ -83,7 +82,7 @@ def main() -> None:
             if step >= 3:  # first steps warm up kernels and allocator
                 for key, dt in zip(phases, (b - a, c - b, d - c, e - d)):
                     phases[key] += dt
-                examples += batch["input_ids"].shape[0]
+                examples += batch.size
         total = sum(phases.values())
         ms = {k: 1000 * v / args.steps for k, v in phases.items()}
         results["precisions"][precision] = {"ms_per_step": ms, "examples_per_s": examples / total}

@@ -120,8 +120,8 @@ def build_untrained(encoder: str, max_length: int):
     import torch
 
     from polytask.config import validate_config
+    from polytask.data.loading import build_tasks
     from polytask.encoder import load_encoder
-    from polytask.tasks import build_task
     from polytask.train import build_model
 
     intents, slots = snips_labels()
@@ -134,11 +134,9 @@ def build_untrained(encoder: str, max_length: int):
                   "sentiment": {"type": "classification", "dataset": "sentiment", "label": "label"}},
     }, check_files=False)
     label_lists = {"intent": intents, "slots": slots, "sentiment": ["negative", "positive"]}
-    tasks = {}
-    for name, params in cfg.tasks.items():
-        task = build_task(name, params)  # type: ignore[arg-type]
+    tasks = build_tasks(cfg)
+    for name, task in tasks.items():
         task.load_state({"labels": label_lists[name]})
-        tasks[name] = task
     encoder_model, tokenizer = load_encoder(cfg.encoder.name)
     torch.manual_seed(0)
     return build_model(cfg, SimpleNamespace(tasks=tasks), encoder_model, tokenizer).eval()  # type: ignore[arg-type]
@@ -150,6 +148,11 @@ def load_texts(smoke: bool) -> tuple[list[str], str]:
         texts = [t.strip() for t in file.read_text(encoding="utf-8").splitlines() if t.strip()]
         return texts, f"SNIPS test sentences ({file.relative_to(REPO.parent)})"
     return list(BUILTIN_TEXTS), "built-in list of SNIPS-like sentences"
+
+
+def _level(task: Any) -> str:
+    """How the K-separate-models baseline reads the task: a tagger per token, else a sequence classifier."""
+    return "token" if task.needs_words else "sequence"
 
 
 def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -172,7 +175,7 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             encoder, encoder_name = str(get_model_path()), "all-MiniLM-L6-v2 (packaged), untrained heads"
         model = build_untrained(encoder, args.max_length)
         polytask_dir = str(model.save_pretrained(work / "polytask"))
-    names = [n for n in model.tasks if n not in model.pair_tasks]  # the K tasks that read the same text
+    names = [n for n, t in model.tasks.items() if t.input.kind == "text"]  # the K tasks that read the same text
     if not names:
         sys.exit("the checkpoint has no single-text task")
     # the baseline's K models start from the very same encoder weights (heads random)
@@ -193,10 +196,10 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "polytask_dir": polytask_dir, "encoder_dir": str(encoder_dir), "onnx": onnx,
         "texts_file": str(work / "texts.json"), "threads": args.threads,
-        "tasks": [{"name": n, "level": model.tasks[n].level, "outputs": model.tasks[n].num_outputs,
+        "tasks": [{"name": n, "level": _level(model.tasks[n]), "outputs": model.tasks[n].num_outputs,
                    "labels": list(model.tasks[n].labels)} for n in names],
         "max_length": model.max_length, "model": {
-            "encoder": encoder_name, "tasks": {n: {"type": model.tasks[n].params.type, "level": model.tasks[n].level,
+            "encoder": encoder_name, "tasks": {n: {"type": model.tasks[n].params.type, "level": _level(model.tasks[n]),
                                                    "outputs": model.tasks[n].num_outputs} for n in names},
             "K": len(names), "parameters": model.num_parameters(),
             "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
@@ -276,19 +279,12 @@ def load_setup(spec: dict[str, Any], setup: str, batch_size: int):
     # files, so the PyTorch weights are never loaded (they would count in this process's peak memory)
     from transformers import AutoTokenizer
 
-    from polytask.checkpoint import read_config
+    from polytask.checkpoint import load_tasks, read_config
     from polytask.export import OnnxModel
-    from polytask.tasks import TASKS, build_task
 
     config = read_config(spec["polytask_dir"])
-    tasks = {}
-    for name, entry in config["tasks"].items():
-        task = build_task(name, TASKS.get(entry["params"]["type"]).Params.model_validate(entry["params"]))
-        task.load_state(entry["state"])
-        tasks[name] = task
-    like = SimpleNamespace(tasks=tasks, tokenizer=AutoTokenizer.from_pretrained(spec["polytask_dir"]),
-                           max_length=int(config["encoder"].get("max_length", 512)), run_config=None,
-                           pair_tasks={n for n, e in config["tasks"].items() if e.get("input") == "pair"})
+    like = SimpleNamespace(tasks=load_tasks(config), tokenizer=AutoTokenizer.from_pretrained(spec["polytask_dir"]),
+                           max_length=int(config["encoder"].get("max_length", 512)), run_config=None)
     return Pipeline(OnnxModel(spec["onnx"][family], like, threads=spec["threads"]),  # type: ignore[arg-type]
                     batch_size, precision)
 

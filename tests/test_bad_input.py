@@ -38,11 +38,11 @@ def test_config_reports_every_problem_at_once(tiny_encoder: str, toy_data: Path,
     text = str(info.value)
     for expected in [
         "tasks.intent.type: unknown task type 'clasification'; available: classification, regression, "
-        "token_classification",
+        "relation_classification, relation_extraction, span_qa, token_classification",
         "tasks.slots.dataset: unknown dataset 'snipz'; defined: snips, sentiment, pairs, topics",
         "tasks.sentiment.colour: unknown key",
         "datasets.topics.format: unknown data format 'xml'; available: conll, csv, hf, jointbert, jsonl, lines, "
-        "squad, tsv",
+        "semeval, spert, squad, tsv",
         f"datasets.pairs.train: file not found: {tmp_path / 'missing.tsv'}",
         "train.lr: Input should be greater than 0",
         "sampler.temperature: Input should be greater than 0",
@@ -158,10 +158,11 @@ def test_missing_labels_are_masked_not_invented(tiny_encoder: str, tmp_path: Pat
            "train": {"output_dir": str(tmp_path / "o")}}
     data = _load(cfg, splits=("train",))
     split = data.splits["train"]["d"]
-    assert split.targets["intent"][1] is None and split.targets["slots"][2] is None
-    assert split.targets["intent"][0] is not None and split.targets["slots"][1] is not None
+    assert split.golds["intent"][1] is None and split.golds["slots"][2] is None
+    assert "target" not in split.fields["intent"][1] and "target" not in split.fields["slots"][2]
+    assert split.fields["intent"][0]["target"] is not None and split.fields["slots"][1]["target"] is not None
     from polytask.data.batching import collate
 
     batch = collate(split, [0, 1, 2], data.tasks, 0)
-    assert batch["targets"]["intent"].tolist()[1] == -100
-    assert (batch["targets"]["slots"][2] == -100).all()
+    assert batch.targets["intent"]["target"].tolist()[1] == -100
+    assert (batch.targets["slots"]["target"][2] == -100).all()

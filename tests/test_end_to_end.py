@@ -40,7 +40,7 @@ def test_checkpoint_layout_and_reload(trained) -> None:
         assert (best / name).is_file(), name
     config = json.loads((best / "config.json").read_text())
     assert config["tasks"]["intent"]["state"]["labels"] == ["GetWeather", "PlayMusic"]
-    assert config["tasks"]["similarity"]["input"] == "pair"
+    assert config["tasks"]["similarity"]["input"] == {"type": "text", "pair": True}  # it reads text pairs
     model = MultiTaskModel.from_pretrained(best)
     state = load_file(str(best / "model.safetensors"))
     assert set(state) == set(model.state_dict())
@@ -66,7 +66,7 @@ def test_pipeline_equals_evaluate_decoding(trained, toy_data: Path) -> None:
     data = load_data(cfg, model.tokenizer, splits=("test",), tasks=model.tasks)
     split = data.splits["test"]["snips"]
     expected = predict_split(model, split)
-    got = pipe([" ".join(w) for w in split.words], tasks=["intent", "slots"])
+    got = pipe([" ".join(e.words) for e in split.examples], tasks=["intent", "slots"])
     for i, out in enumerate(got):
         assert out["intent"] == expected["intent"][i]
         assert out["slots"]["tags"] == expected["slots"][i]["tags"]

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from polytask.errors import PolytaskError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each task stores its input spec (1: "text"/"pair"), read by both
 
 
 @contextmanager
@@ -60,7 +60,7 @@ def model_config(model) -> dict[str, Any]:
                     "task_embedding": model.task_embedding is not None, "max_length": model.max_length},
         "dropout": float(getattr(model, "dropout", 0.1)),
         "tasks": {name: {"params": task.params.model_dump(mode="json"), "state": task.state(),
-                         "input": "pair" if name in model.pair_tasks else "text"}
+                         "input": task.input.to_dict() if task.input is not None else None}
                   for name, task in model.tasks.items()},
     }
 
@@ -100,32 +100,57 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model from config.json (no hub access) and load its weights from model.safetensors."""
     import yaml
-    from transformers import AutoTokenizer
 
-    from polytask.encoder import check_tokenizer, encoder_from_config
+    from polytask.encoder import encoder_from_config
     from polytask.model import MultiTaskModel
-    from polytask.tasks import TASKS, build_task
 
     path = Path(path)
     config = read_config(path)
-    tasks = {}
-    for name, entry in config["tasks"].items():
-        params = TASKS.get(entry["params"]["type"]).Params.model_validate(entry["params"])
-        task = build_task(name, params)
-        task.load_state(entry["state"])
-        tasks[name] = task
+    tasks = load_tasks(config)
     enc = config["encoder"]
     model = MultiTaskModel(encoder_from_config(enc["config"]), tasks, pooling=enc["pooling"],
                            task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1))
     state = load_file(str(path / "model.safetensors"))
     model.load_state_dict(state, strict=True)
     model.max_length = int(enc.get("max_length", 512))
-    model.pair_tasks = {name for name, entry in config["tasks"].items() if entry.get("input") == "pair"}
-    model.tokenizer = AutoTokenizer.from_pretrained(str(path))
-    check_tokenizer(model.tokenizer, str(path))
+    model.tokenizer = load_tokenizer(path, tasks)
     run_file = path / "run_config.yaml"
     model.run_config = yaml.safe_load(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
     return model.to(device).eval()
+
+
+def load_tasks(config: dict[str, Any]) -> dict[str, Any]:
+    """The tasks of a checkpoint's config.json, with their label spaces and input specs (no weights)."""
+    from polytask.data.input_specs import TextInput
+    from polytask.data.inputs import spec_from_dict
+    from polytask.tasks import TASKS, build_task
+
+    tasks = {}
+    for name, entry in config["tasks"].items():
+        params = TASKS.get(entry["params"]["type"]).Params.model_validate(entry["params"])
+        task = build_task(name, params)
+        task.load_state(entry["state"])
+        spec = entry.get("input")
+        # format 1 stored "text" or "pair": both are the text input of today
+        task.input = TextInput(pair=spec == "pair") if isinstance(spec, str) else spec_from_dict(spec)
+        tasks[name] = task
+    return tasks
+
+
+def load_tokenizer(path: str | Path, tasks: dict[str, Any]) -> Any:
+    """The checkpoint's tokenizer; it must hold every special token the tasks' inputs add (e.g. entity markers)."""
+    from transformers import AutoTokenizer
+
+    from polytask.encoder import check_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    check_tokenizer(tokenizer, str(path))
+    vocab = tokenizer.get_vocab()
+    missing = sorted({t for task in tasks.values() for t in task.input.special_tokens() if t not in vocab})
+    if missing:
+        raise PolytaskError(f"{path}: the tokenizer lacks the special tokens {', '.join(missing)} that its tasks' "
+                            "inputs use (the checkpoint's tokenizer files were replaced?)")
+    return tokenizer
 
 
 # ----------------------------------------------------------------------------------------------------------------------

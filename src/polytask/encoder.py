@@ -75,3 +75,23 @@ def encoder_from_config(config_dict: dict):  # -> PreTrainedModel
         return AutoModel.from_config(config, add_pooling_layer=False)
     except TypeError:
         return AutoModel.from_config(config)
+
+
+def add_special_tokens(tokenizer, encoder, tokens: list[str]) -> list[str]:
+    """Add ``tokens`` (e.g. entity markers) to the tokenizer as special tokens and grow the encoder's embedding
+    table to match; the new rows start from the distribution of the existing ones (transformers' mean resizing).
+    Saved with the checkpoint's tokenizer and config, so a reload restores them. -> the tokens added."""
+    from transformers.utils import logging as hf_logging
+
+    vocab = tokenizer.get_vocab()
+    new = [t for t in dict.fromkeys(tokens) if t not in vocab]
+    if not new:
+        return []
+    tokenizer.add_tokens(new, special_tokens=True)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # it announces the mean-resizing initialisation on every call
+    try:
+        encoder.resize_token_embeddings(len(tokenizer))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return new

@@ -1,10 +1,12 @@
-"""ONNX export: one graph with the shared encoder and every head as a named output.
+"""ONNX export: one graph with the shared encoder and every head, through the same head dispatch as PyTorch.
 
-Inputs: ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the encoder uses them), all [B, T] int64.
-Outputs: one per task, named after it: [B, C] for sequence tasks, [B, T, C] per *token* for token tasks (the
-pipeline picks each word's first sub-word, exactly as the PyTorch model does). ``OnnxModel`` runs the graph with
-onnxruntime behind the same interface as ``MultiTaskModel``, so ``Pipeline(..., backend="onnx")`` and evaluation
-work unchanged.
+Graph inputs: ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the encoder uses them) [B, T] int64;
+``word_index`` [B, W] when a task tags words; then each task's own forward inputs, named ``TASK.FIELD`` with the
+axes its ``input_fields`` declare. Outputs: one per task (``TASK``), or one per entry of a task's output dict
+(``TASK.KEY``). Post-processing stays in Python and is shared with the PyTorch backend: ``OnnxModel`` runs the graph
+with onnxruntime behind the same call as ``MultiTaskModel``, so ``Pipeline(..., backend="onnx")`` and evaluation
+work unchanged. A call that runs only some tasks still feeds every graph input: the others get zeros of their
+declared shape (their outputs are ignored).
 """
 
 from __future__ import annotations
@@ -17,52 +19,104 @@ import numpy as np
 import torch
 from torch import nn
 
-from polytask.model import MultiTaskModel, gather_words
+from polytask.model import MultiTaskModel
+from polytask.tasks.base import FieldSpec
+
+AXES = {"batch": "batch", "tokens": "sequence", "words": "words"}
+DTYPES = {"int64": np.int64, "float32": np.float32}
+
+
+def graph_inputs(model: Any) -> dict[str, FieldSpec]:
+    """Name -> spec of every graph input, in order."""
+    specs = {"input_ids": FieldSpec(("batch", "tokens")), "attention_mask": FieldSpec(("batch", "tokens"))}
+    if getattr(model, "_uses_token_types", True):
+        specs["token_type_ids"] = FieldSpec(("batch", "tokens"))
+    if any(t.needs_words for t in model.tasks.values()):
+        specs["word_index"] = FieldSpec(("batch", "words"))
+    for name, task in model.tasks.items():
+        for field, spec in task.input_fields.items():
+            specs[f"{name}.{field}"] = spec
+    return specs
 
 
 class AllHeads(nn.Module):
-    """The traced module: encoder once, every head, outputs in task order."""
+    """The traced module: flat graph inputs -> ``MultiTaskModel.forward`` for every task -> flat outputs."""
 
     def __init__(self, model: MultiTaskModel) -> None:
         super().__init__()
         self.model = model
-        self.names = list(model.tasks)
+        self.input_names = list(graph_inputs(model))
+        self.output_names: list[str] = []
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        tokens, pooled = self.model.encode(input_ids, attention_mask, token_type_ids)
-        outs = []
-        for i, name in enumerate(self.names):
-            features = tokens if self.model.tasks[name].level == "token" else pooled
-            if self.model.task_embedding is not None:
-                features = features + self.model.task_embedding.weight[i]
-            outs.append(self.model.heads[name](features))
-        return tuple(outs)
+    def forward(self, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        named = dict(zip(self.input_names, flat))
+        task_inputs: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in named.items():
+            task, dot, field = key.partition(".")
+            if dot:
+                task_inputs.setdefault(task, {})[field] = value
+        inputs = {k: v for k, v in named.items() if "." not in k}
+        outputs = self.model(inputs, task_inputs, list(self.model.tasks))
+        names, flat_out = [], []
+        for task, out in outputs.items():
+            if isinstance(out, dict):
+                for key in sorted(out):
+                    names.append(f"{task}.{key}")
+                    flat_out.append(out[key])
+            else:
+                names.append(task)
+                flat_out.append(out)
+        self.output_names = names
+        return tuple(flat_out)
 
 
-def sample_inputs(model: MultiTaskModel, texts: list[str] | None = None) -> dict[str, torch.Tensor]:
+def dummy(spec: FieldSpec, sizes: dict[str, int], fill: float = 0) -> np.ndarray:
+    """Zeros (or ``fill``) of the spec's shape: named axes from ``sizes``, others 1."""
+    return np.full([sizes.get(a, 1) for a in spec.axes], fill, dtype=DTYPES[spec.dtype])
+
+
+def sample_feed(model: Any, texts: list[str] | None = None) -> dict[str, np.ndarray]:
+    """A feed for every graph input: real tokens of ``texts``, real word indices, task inputs set to 1 (masks that
+    let every position through: the heads then do real work, which a parity check needs)."""
+    from polytask.data.examples import first_subwords, split_words
+
     texts = texts or ["polytask exports every head in one graph.", "a second, longer example sentence to pad."]
-    enc = model.tokenizer(texts, padding=True, truncation=True, max_length=model.max_length, return_tensors="pt")
-    keep = ["input_ids", "attention_mask"] + (["token_type_ids"] if model._uses_token_types else [])
-    return {k: enc[k] for k in keep if k in enc}
+    enc = model.tokenizer(texts, padding=True, truncation=True, max_length=model.max_length, return_tensors="np")
+    feed = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+    feed["token_type_ids"] = enc.get("token_type_ids", np.zeros_like(feed["input_ids"])).astype(np.int64)
+    rows = [first_subwords(e, split_words(t)[1]) for e, t in zip(enc.encodings, texts)]
+    width = max(len(r) for r in rows)
+    feed["word_index"] = np.array([np.pad(r, (0, width - len(r)), constant_values=-1) for r in rows], np.int64)
+    sizes = {"batch": len(texts), "tokens": feed["input_ids"].shape[1], "words": width}
+    specs = graph_inputs(model)
+    for name, spec in specs.items():
+        if name not in feed:
+            feed[name] = dummy(spec, sizes, fill=1)
+    return {n: feed[n] for n in specs}
 
 
 def export_onnx(model: MultiTaskModel, path: str | Path, opset: int = 17) -> Path:
-    """Write ``path`` (.onnx) with dynamic batch and sequence axes, plus ``path.json`` naming inputs/outputs."""
+    """Write ``path`` (.onnx) with dynamic axes, plus ``path.json`` naming inputs (with axes and dtypes) and
+    outputs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
     wrapper = AllHeads(model).eval()
-    inputs = sample_inputs(model)
-    names = list(inputs)
-    dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
-    for name in wrapper.names:
-        dynamic[name] = {0: "batch", 1: "sequence"} if model.tasks[name].level == "token" else {0: "batch"}
+    feed = sample_feed(model)
+    specs = graph_inputs(model)
+    args = tuple(torch.from_numpy(feed[n]) for n in wrapper.input_names)
     with torch.no_grad():
-        torch.onnx.export(wrapper, tuple(inputs[n] for n in names), str(path), input_names=names,
-                          output_names=wrapper.names, dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-    meta = {"inputs": names, "outputs": wrapper.names,
-            "levels": {n: model.tasks[n].level for n in wrapper.names}}
+        wrapper(*args)  # learn the output names
+    dynamic = {n: {i: AXES.get(a, f"{n}.{a}") for i, a in enumerate(specs[n].axes)} for n in wrapper.input_names}
+    with torch.no_grad():
+        reference = wrapper(*args)
+    for name, out in zip(wrapper.output_names, reference):
+        dynamic[name] = {i: ("batch" if i == 0 else f"{name}.dim{i}") for i in range(out.dim())}
+    with torch.no_grad():
+        torch.onnx.export(wrapper, args, str(path), input_names=wrapper.input_names,
+                          output_names=wrapper.output_names, dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+    meta = {"inputs": {n: {"axes": list(specs[n].axes), "dtype": specs[n].dtype} for n in wrapper.input_names},
+            "outputs": wrapper.output_names}
     Path(str(path) + ".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -77,12 +131,12 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
 
 
 class OnnxModel:
-    """Runs an exported graph with onnxruntime; quacks like MultiTaskModel for Pipeline and evaluate."""
+    """Runs an exported graph with onnxruntime; called like MultiTaskModel by Pipeline and evaluate."""
 
     training = False
     device = torch.device("cpu")
 
-    def __init__(self, onnx_path: str | Path, like: MultiTaskModel, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, like: Any, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -90,9 +144,10 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         meta = json.loads(Path(str(onnx_path) + ".json").read_text(encoding="utf-8"))
-        self.input_names, self.output_names = meta["inputs"], meta["outputs"]
+        self.inputs = {n: FieldSpec(tuple(v["axes"]), v["dtype"]) for n, v in meta["inputs"].items()}
+        self.output_names: list[str] = meta["outputs"]
         self.tasks, self.tokenizer = like.tasks, like.tokenizer
-        self.max_length, self.pair_tasks, self.run_config = like.max_length, like.pair_tasks, like.run_config
+        self.max_length, self.run_config = like.max_length, like.run_config
 
     def eval(self) -> OnnxModel:
         return self
@@ -100,27 +155,42 @@ class OnnxModel:
     def train(self, mode: bool = True) -> OnnxModel:
         return self
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 token_type_ids: torch.Tensor | None = None, word_index: torch.Tensor | None = None,
-                 tasks: list[str] | None = None, **_: Any) -> dict[str, torch.Tensor]:
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        arrays = {n: feed[n].cpu().numpy().astype(np.int64) for n in self.input_names}
-        outputs = dict(zip(self.output_names, self.session.run(self.output_names, arrays)))
-        result = {}
-        for name in tasks or self.output_names:
-            logits = torch.from_numpy(outputs[name])
-            if self.tasks[name].level == "token":
-                logits = gather_words(logits, word_index)  # type: ignore[arg-type]
-            result[name] = logits
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+
+    def __call__(self, inputs: dict[str, torch.Tensor], task_inputs: dict[str, dict[str, torch.Tensor]] | None = None,
+                 tasks: list[str] | None = None) -> dict[str, Any]:
+        ids = inputs["input_ids"]
+        given: dict[str, torch.Tensor] = dict(inputs)
+        for task, fields in (task_inputs or {}).items():
+            given.update({f"{task}.{k}": v for k, v in fields.items()})
+        word_index = given.get("word_index")
+        sizes = {"batch": ids.shape[0], "tokens": ids.shape[1],
+                 "words": word_index.shape[1] if word_index is not None else 1}
+        feed = {}
+        for name, spec in self.inputs.items():
+            value = given.get(name)
+            feed[name] = (value.cpu().numpy().astype(DTYPES[spec.dtype]) if value is not None
+                          else dummy(spec, sizes, fill=-1 if name == "word_index" else 0))
+        outputs = self.run(feed)
+        result: dict[str, Any] = {}
+        for name in tasks or list(self.tasks):
+            if name in outputs:
+                result[name] = torch.from_numpy(outputs[name])
+            else:
+                prefix = name + "."
+                result[name] = {k[len(prefix):]: torch.from_numpy(v) for k, v in outputs.items()
+                                if k.startswith(prefix)}
         return result
 
 
 def parity(model: MultiTaskModel, onnx_path: str | Path, texts: list[str] | None = None) -> dict[str, float]:
-    """Max |PyTorch - ONNX| per output on sample inputs."""
-    inputs = sample_inputs(model, texts)
+    """Max |PyTorch - ONNX| per graph output on sample inputs."""
+    model = model.eval().float()
+    wrapper = AllHeads(model)
+    feed = sample_feed(model, texts)
     with torch.no_grad():
-        reference = AllHeads(model.eval().float())(**inputs)
+        reference = wrapper(*(torch.from_numpy(feed[n]) for n in wrapper.input_names))
     onnx = OnnxModel(onnx_path, model)
-    arrays = {n: inputs[n].numpy().astype(np.int64) for n in onnx.input_names}
-    got = onnx.session.run(onnx.output_names, arrays)
-    return {name: float(np.abs(ref.numpy() - out).max()) for name, ref, out in zip(onnx.output_names, reference, got)}
+    got = onnx.run({n: feed[n] for n in onnx.inputs})
+    return {name: float(np.abs(ref.numpy() - got[name]).max()) for name, ref in zip(wrapper.output_names, reference)}

@@ -17,7 +17,7 @@ def run_export(checkpoint: Path, output: Path | None, quantize: str | None, spli
 
     model = MultiTaskModel.from_pretrained(checkpoint)
     path = export_onnx(model, output or checkpoint / "model.onnx")
-    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): outputs {', '.join(model.tasks)}")
+    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): heads of {', '.join(model.tasks)}")
     table = Table(title="ONNX vs PyTorch: max |difference| of logits on sample inputs")
     table.add_column("output")
     table.add_column("fp32 ONNX", justify="right")
@@ -28,7 +28,7 @@ def run_export(checkpoint: Path, output: Path | None, quantize: str | None, spli
         console.print(f"wrote {int8_path} ({int8_path.stat().st_size / 2**20:.1f} MiB)")
         diffs["int8 ONNX"] = parity(model, int8_path)
         table.add_column("int8 ONNX", justify="right")
-    for name in model.tasks:
+    for name in diffs["fp32 ONNX"]:
         table.add_row(name, *[f"{d[name]:.2e}" for d in diffs.values()])
     console.print(table)
     if int8_path is None:

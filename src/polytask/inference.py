@@ -1,69 +1,48 @@
-"""``Pipeline``: every task's prediction for raw texts, from one encoder pass per batch.
+"""``Pipeline``: every task's prediction for raw inputs, from one encoder pass per batch and input group.
 
     pipe = Pipeline.from_pretrained("runs/demo/best")
-    pipe(["play some jazz by miles davis"])                 # every single-text task
-    pipe([("A man plays.", "Someone plays music.")])         # every text-pair task
+    pipe(["play some jazz by miles davis"])                       # every task that reads a text
+    pipe([("A man plays.", "Someone plays music.")])               # every task that reads a pair (QA too)
+    pipe([{"question": "Who plays?", "context": "A man plays."}])  # the same, with names
+    pipe(["The <e1>company</e1> makes <e2>chairs</e2>."])          # relation classification (entity markers)
 
-Texts are split into words on white space (for token tasks); tagged spans carry character offsets into the text
-as given. Inputs are tokenised exactly as in training (see polytask.data.dataset).
+An input's kind (text, pair, entities) selects the tasks that read it (see ``polytask.data.inputs.input_kind``).
+Tasks that read the same input spec share one encoder pass; inputs are featurised exactly as in training
+(``InputSpec.featurize`` then ``Task.featurize``), and each task post-processes its outputs exactly as evaluation
+does (``polytask.evaluate.predict_split``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 
-from polytask.data.dataset import SourceSplit, tokenize_split
-from polytask.data.rows import Row
+from polytask.data.dataset import FeatureSplit, assemble, input_groups, needs_words
+from polytask.data.inputs import InputItem, input_kind
+from polytask.errors import DataError
 from polytask.evaluate import predict_split
 from polytask.model import MultiTaskModel
 
-TextInput = Union[str, tuple[str, str], list[str]]
-_WORD = re.compile(r"\S+")
+KIND_NAMES = {"text": "single texts", "pair": "(text, text_pair) pairs", "entities": "texts with two marked entities"}
 
 
-def make_split(texts: Sequence[TextInput], tokenizer: Any, max_length: int, tasks: list[str],
-               need_words: bool) -> SourceSplit:
-    """Raw inputs -> a tokenised SourceSplit without labels (what predict_split consumes)."""
-    singles, pairs = [], []
-    for i, item in enumerate(texts):
-        if isinstance(item, str):
-            singles.append(item)
-            pairs.append(None)
-        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
-            singles.append(item[0])
-            pairs.append(item[1])
-        else:
-            raise ValueError(f"input {i}: expected a string or a (text, text_pair) pair, got {item!r}")
-        if not singles[-1].strip():
-            raise ValueError(f"input {i}: empty text")
-    has_pairs = [p is not None for p in pairs]
-    if any(has_pairs) and not all(has_pairs):
-        raise ValueError("mix of single texts and text pairs in one call: send them separately")
-    words = spans = None
-    if need_words:
-        matches = [list(_WORD.finditer(t)) for t in singles]
-        words = [[m.group() for m in ms] for ms in matches]
-        spans = [[m.span() for m in ms] for ms in matches]
-    rows = [Row(values={}, location=f"input[{i}]", file="input", line=i + 1) for i in range(len(singles))]
-    split = SourceSplit(source="input", split="predict", tasks=[], rows=rows, texts=singles,
-                        pairs=pairs if all(has_pairs) else None, words=words, word_spans=spans)
-    tokenize_split(split, tokenizer, max_length)
-    return split
+def _is_single(inputs: Any) -> bool:
+    """A lone input (not a list of them): a string, a (text, text_pair) tuple or a mapping."""
+    return isinstance(inputs, (str, dict)) or (isinstance(inputs, tuple) and len(inputs) == 2 and
+                                               all(isinstance(x, str) for x in inputs))
 
 
 class Pipeline:
-    """Multi-task inference over a loaded :class:`MultiTaskModel`."""
+    """Multi-task inference over a loaded :class:`MultiTaskModel` (or an ``OnnxModel`` with the same interface)."""
 
     def __init__(self, model: Any, batch_size: int = 32, precision: str = "fp32") -> None:
-        """``model``: a MultiTaskModel, or an ``OnnxModel`` (polytask.export) that behaves like one."""
         self.model, self.batch_size, self.precision = model.eval(), batch_size, precision
         if model.tokenizer is None:
             raise ValueError("the model has no tokenizer attached")
+        self.kinds = sorted({task.input.kind for task in model.tasks.values()})
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", batch_size: int = 32, precision: str = "fp32",
@@ -83,36 +62,55 @@ class Pipeline:
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
-        """name -> {type, level, input ("text" or "pair"), labels...}."""
-        return {name: {**task.describe(), "input": "pair" if name in self.model.pair_tasks else "text"}
-                for name, task in self.model.tasks.items()}
+        """name -> {type, input (text, pair or entities), labels...}."""
+        return {name: task.describe() for name, task in self.model.tasks.items()}
 
-    def _select(self, tasks: Sequence[str] | None, pairs: bool) -> list[str]:
+    def kind_of(self, item: InputItem) -> str:
+        """The kind of one input, given the kinds this model's tasks read."""
+        return input_kind(item, self.kinds)
+
+    def tasks_for(self, kind: str, tasks: Sequence[str] | None = None) -> list[str]:
+        """The tasks to run on inputs of ``kind``: ``tasks`` (checked), or every task reading that kind."""
         if tasks is None:
-            return [n for n in self.model.tasks if (n in self.model.pair_tasks) == pairs]
+            return [n for n, t in self.model.tasks.items() if t.input.kind == kind]
         unknown = [t for t in tasks if t not in self.model.tasks]
         if unknown:
             raise KeyError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(self.model.tasks)}")
-        wrong = [t for t in tasks if (t in self.model.pair_tasks) != pairs]
+        wrong = [t for t in tasks if self.model.tasks[t].input.kind != kind]
         if wrong:
-            need = "single texts" if pairs else "(text, text_pair) pairs"
-            raise ValueError(f"task(s) {', '.join(wrong)} read {need}")
+            need = {self.model.tasks[t].input.kind for t in wrong}
+            raise ValueError(f"task(s) {', '.join(wrong)} read {' / '.join(KIND_NAMES[k] for k in sorted(need))}, "
+                             f"not {KIND_NAMES[kind]}")
         return list(tasks)
 
     @torch.inference_mode()
-    def __call__(self, texts: TextInput | Sequence[TextInput], tasks: Sequence[str] | None = None
+    def __call__(self, inputs: InputItem | Sequence[InputItem], tasks: Sequence[str] | None = None
                  ) -> list[dict[str, Any]]:
-        """-> one dict per input: {task: prediction}. A single string (or pair) gives a list of one."""
-        if isinstance(texts, str) or (isinstance(texts, tuple) and len(texts) == 2 and
-                                      all(isinstance(x, str) for x in texts)):
-            texts = [texts]  # type: ignore[list-item]
-        if not texts:
+        """-> one dict per input: {task: prediction}. A single input (string, pair, mapping) gives a list of one."""
+        items: list[Any] = [inputs] if _is_single(inputs) else list(inputs)  # type: ignore[arg-type]
+        if not items:
             return []
-        pairs = not isinstance(texts[0], str)
-        names = self._select(tasks, pairs)
-        if not names:
-            return [{} for _ in texts]
-        need_words = any(self.model.tasks[n].level == "token" for n in names)
-        split = make_split(texts, self.model.tokenizer, self.model.max_length, names, need_words)
-        preds = predict_split(self.model, split, self.batch_size, self.precision, tasks=names)
-        return [{n: preds[n][i] for n in names} for i in range(len(texts))]
+        kinds = [self.kind_of(item) for item in items]
+        if len(set(kinds)) > 1:
+            raise ValueError(f"mix of {' and '.join(KIND_NAMES[k] for k in sorted(set(kinds)))} in one call: "
+                             "send them separately")
+        names = self.tasks_for(kinds[0], tasks)
+        out: list[dict[str, Any]] = [{} for _ in items]
+        model_tasks = self.model.tasks
+        for spec, group in input_groups({n: model_tasks[n] for n in names}):
+            words = needs_words(model_tasks, group)
+            examples = []
+            for i, item in enumerate(items):
+                try:
+                    examples.append(spec.example_from(item, i, words))
+                except DataError as exc:  # keep the message, say which input it is
+                    raise DataError(exc.problem, location=f"input {i}", field=exc.field, value=exc.value,
+                                    allowed=exc.allowed) from None
+            featurized = spec.featurize(examples, self.model.tokenizer, self.model.max_length, words)
+            split: FeatureSplit = assemble("input", "input", "predict", spec, model_tasks, group, examples,
+                                           featurized, {n: [None] * len(examples) for n in group})
+            predictions = predict_split(self.model, split, self.batch_size, self.precision, tasks=group)
+            for name in group:
+                for i, prediction in enumerate(predictions[name]):
+                    out[i][name] = prediction
+        return [{n: o[n] for n in names} for o in out]  # task order as in the model, whatever the grouping

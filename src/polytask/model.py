@@ -10,28 +10,24 @@ import torch
 from torch import nn
 
 from polytask.tasks import Task
-
-
-def gather_words(per_token: torch.Tensor, word_index: torch.Tensor) -> torch.Tensor:
-    """per_token [B, T, C], word_index [B, W] (-1 = no token) -> per word [B, W, C] (rows of -1 words are copies
-    of token 0 and must be ignored by the caller: losses get IGNORE targets there, decoding tags them O)."""
-    index = word_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, per_token.shape[-1])
-    return per_token.gather(1, index)
+from polytask.tasks.base import Encoded, Output
 
 
 class MultiTaskModel(nn.Module):
     """Shared encoder + task heads.
 
-    ``forward`` returns ``{task: logits}``: [B, C] for sequence tasks (read from the pooled vector) and [B, W, C] for
-    token tasks (head on every token, then the rows of each word's first sub-word). With ``task_embedding`` a
-    learned per-task vector (zero at start) is added to the features each head reads.
+    ``forward(inputs, task_inputs, tasks)`` runs the encoder once and every requested head on its output
+    (:meth:`heads_forward`, the one head dispatch that training, evaluation, the Pipeline, the server and the ONNX
+    graph all use). Each task's :meth:`Task.forward` decides what its head reads (pooled vector, token vectors, the
+    first sub-word of each word, its own batch fields). With ``task_embedding`` a learned per-task vector (zero at
+    start) is added to everything a head reads.
     """
 
     def __init__(self, encoder: nn.Module, tasks: dict[str, Task], pooling: str = "mean",
                  task_embedding: bool = False, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
-        self.tasks = tasks  # plain dict: label spaces and decoding live on the Task objects, weights in heads
+        self.tasks = tasks  # plain dict: label spaces, input specs and decoding live on the Task objects
         self.pooling, self.dropout = pooling, dropout
         hidden = int(encoder.config.hidden_size)
         self.heads = nn.ModuleDict({name: task.build_head(hidden, dropout) for name, task in tasks.items()})
@@ -44,7 +40,6 @@ class MultiTaskModel(nn.Module):
         self.tokenizer: Any = None
         self.run_config: dict[str, Any] | None = None
         self.max_length: int = 512
-        self.pair_tasks: set[str] = set()  # tasks trained on text pairs
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,22 +54,24 @@ class MultiTaskModel(nn.Module):
         pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return tokens, pooled
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, word_index: torch.Tensor | None = None,
-                tasks: list[str] | None = None, **_: Any) -> dict[str, torch.Tensor]:
-        tokens, pooled = self.encode(input_ids, attention_mask, token_type_ids)
-        out: dict[str, torch.Tensor] = {}
-        for name in tasks or list(self.tasks):
-            token_level = self.tasks[name].level == "token"
-            features = tokens if token_level else pooled
-            if self.task_embedding is not None:
-                features = features + self.task_embedding.weight[self._task_ids[name]]
-            logits = self.heads[name](features)
-            if token_level:
-                if word_index is None:
-                    raise ValueError(f"task {name!r} tags words: the batch needs word_index")
-                logits = gather_words(logits, word_index)
-            out[name] = logits
+    def forward(self, inputs: dict[str, torch.Tensor], task_inputs: dict[str, dict[str, torch.Tensor]] | None = None,
+                tasks: list[str] | None = None) -> dict[str, Output]:
+        """``inputs``: input_ids, attention_mask [B, T] (token_type_ids, word_index [B, W] when present);
+        ``task_inputs``: each task's own tensors. -> {task: head output}."""
+        mask = inputs["attention_mask"]
+        tokens, pooled = self.encode(inputs["input_ids"], mask, inputs.get("token_type_ids"))
+        return self.heads_forward(tokens, pooled, mask, inputs.get("word_index"), task_inputs or {},
+                                  tasks or list(self.tasks))
+
+    def heads_forward(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
+                      word_index: torch.Tensor | None, task_inputs: dict[str, dict[str, torch.Tensor]],
+                      names: list[str]) -> dict[str, Output]:
+        """Every head of ``names`` on one encoder output."""
+        out: dict[str, Output] = {}
+        for name in names:
+            bias = self.task_embedding.weight[self._task_ids[name]] if self.task_embedding is not None else None
+            encoded = Encoded(tokens, pooled, attention_mask, word_index, bias)
+            out[name] = self.tasks[name].forward(self.heads[name], encoded, task_inputs.get(name, {}))
         return out
 
     # -- persistence (implemented in polytask.checkpoint) ------------------------------------------------------------

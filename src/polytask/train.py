@@ -1,8 +1,9 @@
 """The training loop, top to bottom: load, build, then step until done, evaluating and checkpointing on the way.
 
-Each optimizer step draws ``grad_accum`` micro-batches; the sampler picks the source of each, the source's batch
-carries the labels of every task it feeds, one encoder pass computes every head, and the weighting turns the
-per-task losses into one. HF Accelerate provides devices, DDP and mixed precision.
+Each optimizer step draws ``grad_accum`` micro-batches; the sampler picks the input group (a dataset, or the tasks of
+a dataset that read the same input) of each, the group's batch carries the fields of every task it feeds, one
+encoder pass computes every head, and the weighting turns the per-task losses into one. HF Accelerate provides
+devices and mixed precision.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import torch
 from polytask.checkpoint import atomic_dir, load_training_state, save_training_state, write_model_files
 from polytask.config import RunConfig
 from polytask.data.batching import BatchStream, collate
-from polytask.data.loading import MultiTaskData, load_data
-from polytask.encoder import load_encoder
-from polytask.evaluate import aggregate, evaluate, move
+from polytask.data.loading import MultiTaskData, build_tasks, load_data
+from polytask.encoder import add_special_tokens, load_encoder
+from polytask.evaluate import aggregate, evaluate
 from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
@@ -87,7 +88,6 @@ def build_model(cfg: RunConfig, data: MultiTaskData, encoder: torch.nn.Module, t
                            task_embedding=cfg.encoder.task_embedding, dropout=cfg.encoder.dropout)
     model.tokenizer, model.run_config = tokenizer, cfg.model_dump(mode="json")
     model.max_length = cfg.encoder.max_length
-    model.pair_tasks = {name for name, p in cfg.tasks.items() if cfg.datasets[p.dataset].text_pair}  # type: ignore
     return model
 
 
@@ -106,8 +106,10 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     main = accelerator.is_main_process
 
     # -- data and model --------------------------------------------------------------------------------------------
+    tasks = build_tasks(cfg)
     encoder, tokenizer = load_encoder(cfg.encoder.name, cfg.encoder.revision)
-    data = load_data(cfg, tokenizer)
+    add_special_tokens(tokenizer, encoder, [t for task in tasks.values() for t in task.input.special_tokens()])
+    data = load_data(cfg, tokenizer, tasks=tasks, fit=True)
     model = build_model(cfg, data, encoder, tokenizer)
     train_splits = data.splits["train"]
     sources = list(train_splits)
@@ -152,14 +154,14 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
         step_weights: dict[str, float] = {}
         for micro in range(t.grad_accum):
             source = sources[scheduler.next(progress)]
-            names = data.sources[source]
+            split = train_splits[source]
             indices = streams[source].next_indices()
-            batch = move(collate(train_splits[source], indices, data.tasks, pad_id), accelerator.device)
-            targets = batch.pop("targets")
+            batch = collate(split, indices, data.tasks, pad_id).to(accelerator.device)
             sync = micro == t.grad_accum - 1
             with nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
-                logits = model(**batch, tasks=names)
-                losses = {n: loss for n in names if (loss := data.tasks[n].loss(logits[n], targets[n])) is not None}
+                outputs = model(batch.inputs, batch.task_inputs, tasks=split.tasks)
+                losses = {n: loss for n in split.tasks
+                          if (loss := data.tasks[n].loss(outputs[n], batch.targets[n])) is not None}
                 total, weights = weighting.combine(losses, progress)
             accelerator.backward(total / t.grad_accum)
             step_losses.update({n: float(v.detach()) for n, v in losses.items()})

@@ -1,56 +1,78 @@
-"""Batches: length-grouped order, dynamic padding, every task's targets in one dict.
+"""Batches: length-grouped order, dynamic padding, every task's fields collated by the task itself.
 
-A batch is a plain dict of tensors (so Accelerate can move it to a device):
-``input_ids`` [B, T], ``attention_mask`` [B, T], optionally ``token_type_ids`` [B, T] and ``word_index`` [B, W]
-(token index of each word's first sub-word, -1 for none/padding), ``targets`` {task: tensor}, ``index`` [B] (rows of
-the split). T is the longest sequence in the batch, not ``max_length``.
+A :class:`Batch` holds the encoder inputs (``input_ids`` [B, T], ``attention_mask`` [B, T], optionally
+``token_type_ids`` [B, T] and ``word_index`` [B, W]: token of each word's first sub-word, -1 for none/padding), one
+:class:`TaskBatch` per task (its head's inputs and its targets) and ``index``: the features of the split it holds.
+T is the longest feature in the batch, not ``max_length``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from polytask.data.dataset import SourceSplit
+from polytask.data.dataset import FeatureSplit
 from polytask.tasks import Task
+from polytask.tasks.base import BatchShape, TaskBatch
 
 
-def collate(split: SourceSplit, indices: list[int], tasks: dict[str, Task], pad_id: int) -> dict[str, Any]:
-    """Rows ``indices`` of ``split`` -> one padded batch dict."""
-    longest = max(len(split.input_ids[i]) for i in indices)
-    ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(indices), longest), dtype=torch.long)
-    types = torch.zeros((len(indices), longest), dtype=torch.long) if split.token_type_ids else None
-    for b, i in enumerate(indices):
-        n = len(split.input_ids[i])
-        ids[b, :n] = torch.tensor(split.input_ids[i])
+@dataclass
+class Batch:
+    inputs: dict[str, torch.Tensor]
+    tasks: dict[str, TaskBatch]
+    index: list[int]
+
+    @property
+    def size(self) -> int:
+        return len(self.index)
+
+    @property
+    def task_inputs(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {name: tb.inputs for name, tb in self.tasks.items()}
+
+    @property
+    def targets(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {name: tb.targets for name, tb in self.tasks.items()}
+
+    def to(self, device: torch.device | str) -> Batch:
+        def move(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.to(device, non_blocking=True) for k, v in d.items()}
+
+        return Batch(move(self.inputs), {n: TaskBatch(move(tb.inputs), move(tb.targets))
+                                         for n, tb in self.tasks.items()}, self.index)
+
+
+def collate(split: FeatureSplit, indices: Sequence[int], tasks: dict[str, Task], pad_id: int,
+            names: Sequence[str] | None = None) -> Batch:
+    """Features ``indices`` of ``split`` -> one padded batch for ``names`` (default: the split's tasks)."""
+    feats = [split.features[i] for i in indices]
+    size, longest = len(feats), max(len(f) for f in feats)
+    ids = np.full((size, longest), pad_id, dtype=np.int64)
+    mask = np.zeros((size, longest), dtype=np.int64)
+    types = np.zeros((size, longest), dtype=np.int64) if feats[0].type_ids is not None else None
+    for b, f in enumerate(feats):
+        n = len(f)
+        ids[b, :n] = f.input_ids
         mask[b, :n] = 1
         if types is not None:
-            types[b, :n] = torch.tensor(split.token_type_ids[i])  # type: ignore[index]
-    batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "index": torch.tensor(indices)}
+            types[b, :n] = f.type_ids
+    inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
     if types is not None:
-        batch["token_type_ids"] = types
-    num_words = 0
-    if split.word_index is not None:
-        num_words = max(len(split.word_index[i]) for i in indices)
-        word_index = torch.full((len(indices), num_words), -1, dtype=torch.long)
-        for b, i in enumerate(indices):
-            word_index[b, : len(split.word_index[i])] = torch.tensor(split.word_index[i])
-        batch["word_index"] = word_index
-    targets = {}
-    for name in split.tasks:
-        column = split.targets[name]
-        rows = [column[i] for i in indices]
-        if tasks[name].level == "token" and split.word_index is not None:
-            # a word without a token cannot be trained on: its target becomes IGNORE
-            rows = [None if r is None else [t if split.word_index[i][w] >= 0 else -100 for w, t in enumerate(r)]
-                    for r, i in zip(rows, indices)]
-        targets[name] = tasks[name].collate(rows, num_words)
-    batch["targets"] = targets
-    return batch
+        inputs["token_type_ids"] = torch.from_numpy(types)
+    words = 0
+    if feats[0].word_index is not None:
+        words = max(len(f.word_index) for f in feats)  # type: ignore[arg-type]
+        word_index = np.full((size, words), -1, dtype=np.int64)
+        for b, f in enumerate(feats):
+            word_index[b, : len(f.word_index)] = f.word_index  # type: ignore[arg-type]
+        inputs["word_index"] = torch.from_numpy(word_index)
+    shape = BatchShape(size, longest, words)
+    task_batches = {n: tasks[n].collate([split.fields[n][i] for i in indices], shape)
+                    for n in (names or split.tasks)}
+    return Batch(inputs, task_batches, list(indices))
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.Generator,
@@ -68,18 +90,23 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
 
 
 class BatchStream:
-    """Endless, resumable training batches for one source: epoch ``e`` uses its own seeded order, and the state is
-    just (epoch, position), so a resumed run continues with exactly the batches it would have seen."""
+    """Endless, resumable training batches for one input group: epoch ``e`` uses its own seeded order of the
+    trainable features, and the state is just (epoch, position), so a resumed run continues with exactly the batches
+    it would have seen."""
 
-    def __init__(self, split: SourceSplit, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, split: FeatureSplit, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
         self.split, self.batch_size, self.seed = split, batch_size, seed
         self.rank, self.world = rank, world
+        self._features = split.trainable()
+        lengths = split.lengths
+        self._lengths = [lengths[i] for i in self._features]
         self.epoch, self.position = 0, 0
         self._batches = self._order(0)
 
     def _order(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])
-        batches = length_grouped_batches(self.split.lengths, self.batch_size, rng)
+        batches = length_grouped_batches(self._lengths, self.batch_size, rng)
+        batches = [[self._features[i] for i in b] for b in batches]
         return batches[self.rank :: self.world] or batches[:1]  # each process takes its own share
 
     @property
@@ -102,8 +129,8 @@ class BatchStream:
         self._batches = self._order(self.epoch)
 
 
-def eval_batches(split: SourceSplit, batch_size: int) -> Iterator[list[int]]:
-    """Batches sorted by length (fast, little padding); callers restore row order through ``index``."""
-    order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
+def eval_batches(split: FeatureSplit, batch_size: int) -> Iterator[list[int]]:
+    """Features in batches sorted by length (fast, little padding); callers restore order through ``index``."""
+    order = sorted(range(len(split.features)), key=lambda i: len(split.features[i]))
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]

@@ -1,4 +1,4 @@
-"""Read every source of a run config, fit label spaces on train, and tokenise the requested splits."""
+"""Read every source of a run config, fit label spaces on train, and featurise the requested splits."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from polytask.config import RunConfig
-from polytask.data.dataset import SourceSplit, build_split, read_source_split
+from polytask.data.dataset import (FeatureSplit, assemble, check_columns, check_every_row_labelled, gold_values,
+                                   group_name, input_groups, make_examples, needs_words, read_source_split)
 from polytask.tasks import Task, build_task
 
 log = logging.getLogger("polytask")
@@ -16,21 +17,25 @@ log = logging.getLogger("polytask")
 class MultiTaskData:
     tasks: dict[str, Task]
     sources: dict[str, list[str]]  # source -> the tasks it labels
-    splits: dict[str, dict[str, SourceSplit]] = field(default_factory=dict)  # split -> source -> data
-
-    def sizes(self, split: str = "train") -> dict[str, int]:
-        return {name: len(s) for name, s in self.splits.get(split, {}).items()}
+    splits: dict[str, dict[str, FeatureSplit]] = field(default_factory=dict)  # split -> input group -> data
 
 
 def build_tasks(cfg: RunConfig) -> dict[str, Task]:
-    return {name: build_task(name, params) for name, params in cfg.tasks.items()}  # type: ignore[arg-type]
+    """The config's tasks, each bound to the input spec it reads from its dataset."""
+    tasks = {}
+    for name, params in cfg.tasks.items():
+        task = build_task(name, params)  # type: ignore[arg-type]
+        task.input = task.input_spec(cfg.datasets[params.dataset])  # type: ignore[attr-defined]
+        tasks[name] = task
+    return tasks
 
 
 def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "validation", "test"),
-              tasks: dict[str, Task] | None = None) -> MultiTaskData:
-    """``tasks`` given (a loaded checkpoint): their label spaces are kept; otherwise they are fitted on train."""
+              tasks: dict[str, Task] | None = None, fit: bool | None = None) -> MultiTaskData:
+    """Featurise ``splits``. ``tasks`` given (a loaded checkpoint): their label spaces and input specs are kept
+    unless ``fit``; otherwise they are built from the config and fitted on train."""
     sources = cfg.sources_of()
-    fit = tasks is None
+    fit = tasks is None if fit is None else fit
     tasks = tasks if tasks is not None else build_tasks(cfg)
     data = MultiTaskData(tasks=tasks, sources=sources)
     wanted = tuple(dict.fromkeys((("train",) if fit else ()) + tuple(splits)))
@@ -38,22 +43,41 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
         data.splits[split] = {}
     for source, names in sources.items():
         ds = cfg.datasets[source]
+        own = {n: tasks[n] for n in names}
+        groups = input_groups(own)
         rows = {split: read_source_split(ds, split, cfg.train.seed) for split in wanted}
-        if fit:
-            for name in names:
-                task = tasks[name]
-                values = [(r.values.get(task.params.label), r) for r in rows["train"]]
-                task.fit([(v, r) for v, r in values if not task.is_missing(v)])
-        for split in wanted:
-            if not rows[split]:
-                continue
-            built = build_split(source, split, rows[split], ds, {n: tasks[n] for n in names}, tokenizer,
-                                cfg.encoder.max_length)
-            if built.truncated:
-                log.warning("%s/%s: %d of %d examples are longer than encoder.max_length=%d and were cut",
-                            source, split, built.truncated, len(built), cfg.encoder.max_length)
-            if built.untokenized_words:
-                log.warning("%s/%s: %d words have no token after truncation/tokenisation; they are not trained on "
-                            "and are predicted as O", source, split, built.untokenized_words)
-            data.splits[split][source] = built
+        examples = {}
+        for split, split_rows in rows.items():
+            if split_rows:
+                check_columns(split_rows, ds, own, split_rows[0].file)
+                examples[split] = [make_examples(split_rows, ds, spec, needs_words(own, group))
+                                   for spec, group in groups]
+        if fit and "train" in examples:
+            for (spec, group), exs in zip(groups, examples["train"]):
+                for n in group:
+                    task = tasks[n]
+                    values = [(e.row.values.get(task.params.label), e) for e in exs]
+                    task.fit([(v, e) for v, e in values if not task.is_missing(v)])
+        for split, per_group in examples.items():
+            golds = {n: gold_values(tasks[n], exs) for (spec, group), exs in zip(groups, per_group) for n in group}
+            check_every_row_labelled(rows[split], golds, tasks)
+            for (spec, group), exs in zip(groups, per_group):
+                name = group_name(source, group, len(groups) > 1)
+                featurized = spec.featurize(exs, tokenizer, cfg.encoder.max_length, needs_words(own, group))
+                built = assemble(name, source, split, spec, tasks, group, exs, featurized,
+                                 {n: golds[n] for n in group})
+                _warn(built, cfg.encoder.max_length)
+                data.splits[split][name] = built
     return data
+
+
+def _warn(built: FeatureSplit, max_length: int) -> None:
+    where = f"{built.name}/{built.split}"
+    if built.truncated:
+        log.warning("%s: %d of %d examples are longer than encoder.max_length=%d and were cut", where,
+                    built.truncated, len(built), max_length)
+    if built.untokenized_words:
+        log.warning("%s: %d words have no token after truncation/tokenisation; they are not trained on and are "
+                    "predicted as O", where, built.untokenized_words)
+    for note in built.notes:
+        log.info("%s: %s", where, note)

@@ -1,9 +1,10 @@
 """Task types. Importing this package registers every built-in type in ``TASKS``."""
 
-from polytask.tasks import classification, regression, token_classification  # noqa: F401  (registration)
-from polytask.tasks.base import TASKS, DecodeContext, Task, TaskParams
+from polytask.tasks import (classification, regression, relation_classification,  # noqa: F401  (registration)
+                            relation_extraction, span_qa, token_classification)
+from polytask.tasks.base import TASKS, Task, TaskParams
 
-__all__ = ["TASKS", "DecodeContext", "Task", "TaskParams", "build_task"]
+__all__ = ["TASKS", "Task", "TaskParams", "build_task"]
 
 
 def build_task(name: str, params: TaskParams) -> Task:

@@ -1,34 +1,97 @@
-"""What every task type provides: its YAML params, label space, head, loss, decoding and metrics.
+"""The task contract: a task type owns its data path, from a row to a prediction.
 
-A task type is a class registered in ``TASKS`` under the name users write as ``type:``. The trainer, evaluator and
-pipeline only use the members below and the declared capability ``level`` ("sequence": one output per example, read
-from the pooled vector; "token": one output per word, read from the token vectors), never the type's name.
+    row --input spec (shared by the tasks that read the same input)--> example --> features (1 -> N windows)
+    example, features, gold --featurize--> this task's fields per feature (what its head reads + its target)
+    fields of a batch --collate--> TaskBatch(inputs, targets): tensors
+    encoder output + inputs --forward--> head output: a tensor, or a dict of tensors
+    head output + targets --loss--> one scalar, or None when no row of the batch labels the task
+    head outputs of every feature of an example --postprocess--> one prediction (JSON-serialisable)
+    predictions + golds --metrics--> {metric: value}
+
+A task type is a class registered in ``TASKS`` under the name users write as ``type:``. Training, evaluation,
+``Pipeline``, the server and ONNX export all go through these methods and the capabilities the class declares
+(``needs_words``, ``input_fields``); nothing branches on a type's name. ``docs/python-api.md`` walks through
+writing one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from polytask.data.rows import Row
+from polytask.data.examples import Example, Feature
+from polytask.data.input_specs import TextInput
+from polytask.data.inputs import InputSpec
+from polytask.errors import DataError
 from polytask.registry import Registry
 
-IGNORE = -100  # target value the losses skip (padding, words without a label)
+if TYPE_CHECKING:
+    from polytask.config import DatasetConfig
+
+IGNORE = -100  # target value the losses skip (padding, words without a token, unlabelled rows)
+Fields = dict[str, Any]  # one feature's fields for one task; the key "target" is present when the row is labelled
+Output = Union[torch.Tensor, dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A forward input of a task: its axes (``batch``, ``tokens``, ``words`` or a name of the task's own) and dtype.
+    ONNX export names and sizes graph inputs from it, and feeds zeros of this shape for tasks a call does not run."""
+
+    axes: tuple[str, ...]
+    dtype: str = "int64"  # "int64" or "float32"
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """Sizes a collate may need: rows, tokens (longest feature) and words (most words) of the batch."""
+
+    size: int
+    tokens: int
+    words: int = 0
 
 
 @dataclass
-class DecodeContext:
-    """What decoding may need beyond logits: the words of each example, the token index of each word's first
-    sub-word ([B, W], -1 where a word got no token or was truncated) and each word's character span."""
+class TaskBatch:
+    """A task's tensors for one batch: ``inputs`` its head reads, ``targets`` its loss reads."""
 
-    words: list[list[str]] | None = None
-    word_index: torch.Tensor | None = None
-    word_spans: list[list[tuple[int, int]]] | None = None
-    texts: list[str] | None = None
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Encoded:
+    """What a head reads from the one shared encoder pass: ``tokens`` [B, T, H], ``pooled`` [B, H],
+    ``attention_mask`` [B, T] and, when a task of the batch tags words, ``word_index`` [B, W] (token of each word's
+    first sub-word, -1 for none). With a task embedding its vector ``bias`` [H] is added to what the head reads."""
+
+    def __init__(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
+                 word_index: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
+        self._tokens, self._pooled, self._bias = tokens, pooled, bias
+        self.attention_mask, self.word_index = attention_mask, word_index
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self._tokens if self._bias is None else self._tokens + self._bias
+
+    @property
+    def pooled(self) -> torch.Tensor:
+        return self._pooled if self._bias is None else self._pooled + self._bias
+
+    def words(self) -> torch.Tensor:
+        """[B, W, H]: the vector of each word's first sub-word (rows of words without a token are copies of token 0:
+        their targets are IGNORE and decoding tags them O)."""
+        if self.word_index is None:
+            raise ValueError("this task reads words: the batch needs word_index (declare needs_words = True)")
+        index = self.word_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, self._tokens.shape[-1])
+        words = self._tokens.gather(1, index)
+        return words if self._bias is None else words + self._bias
 
 
 class TaskParams(BaseModel):
@@ -41,30 +104,33 @@ class TaskParams(BaseModel):
     head_hidden: int = Field(0, ge=0, description="0: linear head; N: one hidden layer of N units (GELU)")
 
 
-class Task:
-    """Base class of task types. Subclasses set the ClassVars and implement the label/target/decode methods."""
+class Task(ABC):
+    """Base class of task types: subclasses set ``Params`` and implement the abstract methods."""
 
     Params: ClassVar[type[TaskParams]] = TaskParams
-    level: ClassVar[Literal["sequence", "token"]] = "sequence"
-    primary_metric: ClassVar[str] = ""
+    needs_words: ClassVar[bool] = False  # the input group must map each word to its first sub-word (word_index)
+    input_fields: ClassVar[dict[str, FieldSpec]] = {}  # the forward inputs this task collates (ONNX graph inputs)
 
     def __init__(self, name: str, params: TaskParams) -> None:
         self.name, self.params = name, params
-        self.labels: list[str] = []
-        self._index: dict[str, int] = {}
+        self.input: InputSpec | None = None  # bound from the dataset in training, from config.json on load
 
-    def _set_labels(self, labels: list[str]) -> None:
-        """Label space of a discrete task: ``labels[i]`` is output i."""
-        self.labels = list(labels)
-        self._index = label_index(self.labels)
+    # -- input -------------------------------------------------------------------------------------------------------
+    def input_spec(self, dataset: DatasetConfig) -> InputSpec:
+        """What this task reads from its dataset: by default the text (or the text pair when the dataset has one)."""
+        return TextInput(pair=bool(dataset.text_pair))
+
+    def columns(self) -> list[str]:
+        """Dataset columns this task reads besides its input (by default its label column)."""
+        return [self.params.label]
 
     # -- labels ------------------------------------------------------------------------------------------------------
     def is_missing(self, raw: Any) -> bool:
         """A row that does not label this task (masked in the loss, never invented)."""
         return raw is None or (isinstance(raw, str) and raw.strip() == "")
 
-    def fit(self, values: list[tuple[Any, Row]]) -> None:
-        """Learn the label space from the training split's (raw value, row) pairs."""
+    def fit(self, values: list[tuple[Any, Example]]) -> None:
+        """Learn the label space (or target statistics) from the training split's (raw value, example) pairs."""
 
     def state(self) -> dict[str, Any]:
         """JSON-serialisable label space etc., saved in the checkpoint's config.json."""
@@ -73,49 +139,96 @@ class Task:
     def load_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state`."""
 
-    @property
-    def num_outputs(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def gold(self, raw: Any, example: Example) -> Any:
+        """Raw label -> the validated form metrics compare predictions with; DataError naming the row if bad."""
 
-    def encode(self, raw: Any, row: Row) -> Any:
-        """Raw label -> training target (python), raising DataError naming the row on a bad value."""
-        raise NotImplementedError
+    # -- features ----------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
+        """This task's fields for each feature of ``example`` (``gold`` None: unlabelled row or inference)."""
 
-    def gold(self, raw: Any, row: Row) -> Any:
-        """Raw label -> the form metrics compare predictions with (validated like ``encode``)."""
-        return raw
+    @abstractmethod
+    def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
+        """Fields of a batch's features -> tensors; a feature without ``target`` gets IGNORE (or NaN) targets."""
 
     # -- model -------------------------------------------------------------------------------------------------------
+    @abstractmethod
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
-        return mlp_head(hidden_size, self.params.head_hidden, self.num_outputs, dropout)
+        """The task's own parameters."""
 
-    def collate(self, targets: list[Any], num_words: int) -> torch.Tensor:
-        """Per-example targets (None = missing) -> one tensor; missing entries hold IGNORE (or NaN for floats)."""
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, head: nn.Module, encoded: Encoded, inputs: dict[str, torch.Tensor]) -> Output:
+        """Head outputs for a batch (pure tensor code: it is traced into the ONNX graph)."""
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    @abstractmethod
+    def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Mean loss over the labelled entries, or None when the batch labels none of them."""
-        raise NotImplementedError
 
     # -- outputs -----------------------------------------------------------------------------------------------------
-    def decode(self, logits: torch.Tensor, ctx: DecodeContext | None = None) -> list[dict[str, Any]]:
-        """Logits of a batch -> one prediction dict per example (labels with scores, tags, values)."""
-        raise NotImplementedError
+    def host_outputs(self, output: Output) -> list[Any]:
+        """A batch's head output -> one host-side (numpy) entry per feature, what ``postprocess`` receives."""
+        if isinstance(output, dict):
+            arrays = {k: v.float().cpu().numpy() for k, v in output.items()}
+            return [{k: a[i] for k, a in arrays.items()} for i in range(len(next(iter(arrays.values()))))]
+        return list(output.float().cpu().numpy())
 
+    @abstractmethod
+    def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
+                    outputs: Sequence[Any]) -> dict[str, Any]:
+        """The outputs of every feature of one example -> its prediction (labels with scores, spans, answers...)."""
+
+    @abstractmethod
     def metrics(self, predictions: list[dict[str, Any]], golds: list[Any]) -> dict[str, float]:
-        raise NotImplementedError
+        """Metrics over examples, keys in the order of ``metric_names``."""
 
+    @abstractmethod
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         """Whether one prediction is exactly right (for the per-source 'all tasks right' sentence accuracy)."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def metric_names(cls, params: TaskParams) -> list[str]:
-        raise NotImplementedError
+        """Names of the metrics; the first is the primary one (model selection, comparisons)."""
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metric_names(self.params)[0]
 
     def describe(self) -> dict[str, Any]:
-        """What /tasks and ``polytask list`` show: type, level and the label set."""
-        return {"type": self.params.type, "level": self.level, **self.state()}
+        """What /tasks and ``polytask list`` show: type, input kind and the label set."""
+        return {"type": self.params.type, "input": self.input.kind if self.input else None, **self.state()}
+
+
+class LabelSetTask(Task):
+    """A task whose outputs are a label set: learned from train (sorted, so the checkpoint does not depend on row
+    order) unless the params fix ``labels``; ``labels[i]`` is output i."""
+
+    def __init__(self, name: str, params: TaskParams) -> None:
+        super().__init__(name, params)
+        self._set_labels(list(getattr(params, "labels", None) or []))
+
+    def _set_labels(self, labels: list[str]) -> None:
+        self.labels = list(labels)
+        self._index = label_index(self.labels)
+
+    def state(self) -> dict[str, Any]:
+        return {"labels": self.labels}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._set_labels(state["labels"])
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.labels)
+
+    def check_label(self, label: str, example: Example, field: str | None = None, what: str = "label") -> int:
+        """Index of ``label``; a label training never saw is an error naming the row and the allowed labels."""
+        if label not in self._index:
+            raise DataError(f"{what} not in task {self.name!r}'s label set (learned from the training split)",
+                            location=example.location, field=field or self.params.label, value=label,
+                            allowed=", ".join(self.labels))
+        return self._index[label]
 
 
 def mlp_head(hidden_size: int, inner: int, outputs: int, dropout: float) -> nn.Sequential:
@@ -130,6 +243,20 @@ def mlp_head(hidden_size: int, inner: int, outputs: int, dropout: float) -> nn.S
 
 def label_index(labels: list[str]) -> dict[str, int]:
     return {label: i for i, label in enumerate(labels)}
+
+
+def padded(rows: Sequence[Sequence[int] | None], width: int, fill: int = IGNORE) -> torch.Tensor:
+    """Ragged integer rows (None: all ``fill``) -> a [len(rows), width] long tensor padded with ``fill``."""
+    out = np.full((len(rows), width), fill, dtype=np.int64)
+    for i, row in enumerate(rows):
+        if row is not None and len(row):
+            out[i, : min(len(row), width)] = np.asarray(row, dtype=np.int64)[:width]
+    return torch.from_numpy(out)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = np.exp(x - x.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
 
 
 TASKS: Registry[type[Task]] = Registry("task type")

@@ -7,16 +7,19 @@ Metrics: single-label accuracy (primary) and macro-F1; multi-label micro-F1 (pri
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from torch import nn
 
-from polytask.data.rows import Row
+from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
-from polytask.tasks.base import IGNORE, TASKS, DecodeContext, Task, TaskParams
+from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetTask, Output, TaskBatch,
+                                 TaskParams, mlp_head)
 
 
 class ClassificationParams(TaskParams):
@@ -26,7 +29,7 @@ class ClassificationParams(TaskParams):
     labels: list[str] | None = Field(None, description="fixed label set; default: the labels seen in training")
 
 
-def _f1_table(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+def f1_table(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """gold, pred: bool [N, C] -> (micro F1, macro F1 over classes that occur in gold or pred)."""
     tp = (gold & pred).sum(0).astype(float)
     fp = (~gold & pred).sum(0).astype(float)
@@ -39,20 +42,11 @@ def _f1_table(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 
 
 @TASKS.register("classification")
-class Classification(Task):
+class Classification(LabelSetTask):
     """One label per text or text pair (softmax, cross-entropy), or several (multi_label: sigmoid, BCE)."""
 
     Params: ClassVar[type[TaskParams]] = ClassificationParams
-    level = "sequence"
     params: ClassificationParams
-
-    def __init__(self, name: str, params: ClassificationParams) -> None:
-        super().__init__(name, params)
-        self._set_labels(params.labels or [])
-
-    @property
-    def primary_metric(self) -> str:  # type: ignore[override]
-        return "micro_f1" if self.params.multi_label else "accuracy"
 
     @classmethod
     def metric_names(cls, params: TaskParams) -> list[str]:
@@ -60,74 +54,75 @@ class Classification(Task):
         return ["micro_f1", "macro_f1", "exact_match"] if multi else ["accuracy", "macro_f1"]
 
     # -- labels ------------------------------------------------------------------------------------------------------
-    def _split(self, raw: Any, row: Row) -> list[str]:
+    def _split(self, raw: Any, example: Example) -> list[str]:
         if isinstance(raw, list):
             return [str(v).strip() for v in raw]
         if isinstance(raw, str) and raw.strip().startswith("["):
             try:
                 parsed = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise DataError(f"not a JSON list: {exc.msg}", location=row.location, field=self.params.label,
+                raise DataError(f"not a JSON list: {exc.msg}", location=example.location, field=self.params.label,
                                 value=raw) from None
             return [str(v).strip() for v in parsed]
         return [p.strip() for p in str(raw).split(self.params.label_separator) if p.strip()]
 
-    def _names(self, raw: Any, row: Row) -> list[str]:
+    def _names(self, raw: Any, example: Example) -> list[str]:
         if self.params.multi_label:
-            return self._split(raw, row)
+            return self._split(raw, example)
         if isinstance(raw, (list, dict)):
-            raise DataError("expected one label; set multi_label: true for several", location=row.location,
+            raise DataError("expected one label; set multi_label: true for several", location=example.location,
                             field=self.params.label, value=raw)
         return [str(raw).strip()]
 
-    def fit(self, values: list[tuple[Any, Row]]) -> None:
+    def fit(self, values: list[tuple[Any, Example]]) -> None:
         if self.params.labels:
             return
         seen: set[str] = set()
-        for raw, row in values:
-            seen.update(self._names(raw, row))
-        # sorted, so the label order (and the checkpoint) does not depend on row order
+        for raw, example in values:
+            seen.update(self._names(raw, example))
         self._set_labels(sorted(seen))
 
     def state(self) -> dict[str, Any]:
         return {"labels": self.labels, "multi_label": self.params.multi_label}
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self._set_labels(state["labels"])
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.labels)
-
-    def gold(self, raw: Any, row: Row) -> Any:
-        names = self._names(raw, row)
+    def gold(self, raw: Any, example: Example) -> Any:
+        names = self._names(raw, example)
         for name in names:
-            if name not in self._index:
-                raise DataError(f"label not in task {self.name!r}'s label set (learned from the training split)",
-                                location=row.location, field=self.params.label, value=name,
-                                allowed=", ".join(self.labels))
+            self.check_label(name, example)
         return sorted(set(names)) if self.params.multi_label else names[0]
 
-    def encode(self, raw: Any, row: Row) -> Any:
-        gold = self.gold(raw, row)
-        if self.params.multi_label:
-            return [self._index[g] for g in gold]
-        return self._index[gold]
+    # -- features ----------------------------------------------------------------------------------------------------
+    def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
+        if gold is None:
+            return [{} for _ in features]
+        target = [self._index[g] for g in gold] if self.params.multi_label else self._index[gold]
+        return [{"target": target} for _ in features]
 
-    # -- model -------------------------------------------------------------------------------------------------------
-    def collate(self, targets: list[Any], num_words: int) -> torch.Tensor:
+    def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
+        targets = [f.get("target") for f in fields]
         if not self.params.multi_label:
-            return torch.tensor([IGNORE if t is None else t for t in targets], dtype=torch.long)
+            return TaskBatch(targets={"target": torch.tensor([IGNORE if t is None else t for t in targets],
+                                                             dtype=torch.long)})
         out = torch.zeros(len(targets), self.num_outputs)
         for i, t in enumerate(targets):
             if t is None:
                 out[i] = float("nan")  # NaN row = this example does not label the task
             else:
                 out[i, t] = 1.0
-        return out
+        return TaskBatch(targets={"target": out})
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    # -- model -------------------------------------------------------------------------------------------------------
+    def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
+        return mlp_head(hidden_size, self.params.head_hidden, self.num_outputs, dropout)
+
+    def forward(self, head: nn.Module, encoded: Encoded, inputs: dict[str, torch.Tensor]) -> Output:
+        """-> logits [B, C] from the pooled vector."""
+        return head(encoded.pooled)
+
+    def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """logits [B, C]; target [B] long (IGNORE = missing) or [B, C] float (NaN row = missing)."""
+        logits, target = output, targets["target"]
+        assert isinstance(logits, torch.Tensor)
         if not self.params.multi_label:
             keep = target != IGNORE
             if not keep.any():
@@ -139,17 +134,21 @@ class Classification(Task):
         return F.binary_cross_entropy_with_logits(logits[keep].float(), target[keep])
 
     # -- outputs -----------------------------------------------------------------------------------------------------
-    def decode(self, logits: torch.Tensor, ctx: DecodeContext | None = None) -> list[dict[str, Any]]:
+    def host_outputs(self, output: Output) -> list[Any]:
+        """Probabilities per feature [C] (sigmoid when multi-label, else softmax)."""
+        assert isinstance(output, torch.Tensor)
+        logits = output.float()
+        probs = torch.sigmoid(logits) if self.params.multi_label else torch.softmax(logits, dim=-1)
+        return list(probs.cpu().numpy())
+
+    def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
+                    outputs: Sequence[Any]) -> dict[str, Any]:
+        probs = outputs[0] if len(outputs) == 1 else np.mean(np.stack(outputs), axis=0)
         if self.params.multi_label:
-            probs = torch.sigmoid(logits.float()).tolist()
-            return [
-                {"labels": [self.labels[j] for j, p in enumerate(row) if p > self.params.threshold],
-                 "scores": {self.labels[j]: round(p, 6) for j, p in enumerate(row)}}
-                for row in probs
-            ]
-        probs = torch.softmax(logits.float(), dim=-1)
-        best = probs.argmax(-1).tolist()
-        return [{"label": self.labels[b], "score": round(float(probs[i, b]), 6)} for i, b in enumerate(best)]
+            return {"labels": [self.labels[j] for j, p in enumerate(probs) if p > self.params.threshold],
+                    "scores": {self.labels[j]: round(float(p), 6) for j, p in enumerate(probs)}}
+        best = int(np.argmax(probs))
+        return {"label": self.labels[best], "score": round(float(probs[best]), 6)}
 
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         if self.params.multi_label:
@@ -166,10 +165,10 @@ class Classification(Task):
             for i, (pred, gold) in enumerate(zip(predictions, golds)):
                 g[i, [self._index[x] for x in gold]] = True
                 p[i, [self._index[x] for x in pred["labels"]]] = True
-            micro, macro = _f1_table(g, p)
+            micro, macro = f1_table(g, p)
             return {"micro_f1": micro, "macro_f1": macro, "exact_match": float((g == p).all(1).mean())}
         gi = np.array([self._index[x] for x in golds])
         pi = np.array([self._index[x["label"]] for x in predictions])
         onehot = np.eye(c, dtype=bool)
-        _, macro = _f1_table(onehot[gi], onehot[pi])
+        _, macro = f1_table(onehot[gi], onehot[pi])
         return {"accuracy": float((gi == pi).mean()), "macro_f1": macro}

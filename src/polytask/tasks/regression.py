@@ -8,15 +8,17 @@ Metrics: Pearson (primary), Spearman, MSE and MAE on the original scale.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from polytask.data.rows import Row
+from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
-from polytask.tasks.base import DecodeContext, TASKS, Task, TaskParams
+from polytask.tasks.base import TASKS, BatchShape, Encoded, Fields, Output, Task, TaskBatch, TaskParams, mlp_head
 
 
 class RegressionParams(TaskParams):
@@ -49,8 +51,6 @@ class Regression(Task):
     """One real value per text or text pair (MSE, targets standardised by default; Pearson, Spearman)."""
 
     Params: ClassVar[type[TaskParams]] = RegressionParams
-    level = "sequence"
-    primary_metric = "pearson"
     params: RegressionParams
 
     def __init__(self, name: str, params: RegressionParams) -> None:
@@ -61,18 +61,18 @@ class Regression(Task):
     def metric_names(cls, params: TaskParams) -> list[str]:
         return ["pearson", "spearman", "mse", "mae"]
 
-    def gold(self, raw: Any, row: Row) -> float:
+    def gold(self, raw: Any, example: Example) -> float:
         try:
             value = float(raw)
         except (TypeError, ValueError):
-            raise DataError("not a number", location=row.location, field=self.params.label, value=raw,
+            raise DataError("not a number", location=example.location, field=self.params.label, value=raw,
                             allowed="a real number") from None
         if not math.isfinite(value):
-            raise DataError("not a finite number", location=row.location, field=self.params.label, value=raw)
+            raise DataError("not a finite number", location=example.location, field=self.params.label, value=raw)
         return value
 
-    def fit(self, values: list[tuple[Any, Row]]) -> None:
-        ys = np.array([self.gold(raw, row) for raw, row in values], dtype=float)
+    def fit(self, values: list[tuple[Any, Example]]) -> None:
+        ys = np.array([self.gold(raw, example) for raw, example in values], dtype=float)
         if self.params.normalize and len(ys) > 1 and ys.std() > 0:
             self.mean, self.std = float(ys.mean()), float(ys.std())
 
@@ -82,26 +82,39 @@ class Regression(Task):
     def load_state(self, state: dict[str, Any]) -> None:
         self.mean, self.std = float(state["mean"]), float(state["std"])
 
-    @property
-    def num_outputs(self) -> int:
-        return 1
+    def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
+        if gold is None:
+            return [{} for _ in features]
+        return [{"target": (gold - self.mean) / self.std} for _ in features]
 
-    def encode(self, raw: Any, row: Row) -> float:
-        return (self.gold(raw, row) - self.mean) / self.std
+    def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
+        values = [f.get("target", float("nan")) for f in fields]
+        return TaskBatch(targets={"target": torch.tensor(values, dtype=torch.float32)})
 
-    def collate(self, targets: list[Any], num_words: int) -> torch.Tensor:
-        return torch.tensor([float("nan") if t is None else t for t in targets], dtype=torch.float32)
+    def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
+        return mlp_head(hidden_size, self.params.head_hidden, 1, dropout)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """logits [B, 1]; target [B] (NaN = missing)."""
+    def forward(self, head: nn.Module, encoded: Encoded, inputs: dict[str, torch.Tensor]) -> Output:
+        """-> [B, 1] standardised values from the pooled vector."""
+        return head(encoded.pooled)
+
+    def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """output [B, 1]; target [B] (NaN = missing)."""
+        assert isinstance(output, torch.Tensor)
+        target = targets["target"]
         keep = ~torch.isnan(target)
         if not keep.any():
             return None
-        return F.mse_loss(logits[keep, 0].float(), target[keep])
+        return F.mse_loss(output[keep, 0].float(), target[keep])
 
-    def decode(self, logits: torch.Tensor, ctx: DecodeContext | None = None) -> list[dict[str, Any]]:
-        values = (logits[:, 0].float() * self.std + self.mean).tolist()
-        return [{"value": round(v, 6)} for v in values]
+    def host_outputs(self, output: Output) -> list[Any]:
+        """Values on the label scale, one float per feature."""
+        assert isinstance(output, torch.Tensor)
+        return (output[:, 0].float() * self.std + self.mean).tolist()
+
+    def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
+                    outputs: Sequence[Any]) -> dict[str, Any]:
+        return {"value": round(sum(outputs) / len(outputs), 6)}
 
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         # "exactly right" for a real value: within 0.5% of the training label spread (or 0.005 absolute)

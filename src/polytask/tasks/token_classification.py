@@ -1,22 +1,26 @@
 """``token_classification``: one BIO tag per word (NER, slot filling).
 
-Words come from the dataset's input column (a list of words, or a string split on whitespace). Each word is
-labelled on its first sub-word token, the usual BERT recipe; the head runs on every token and the model gathers the
-first-sub-word rows, so logits here are per word: [B, W, C]. Predictions are mapped back to words and to
-entity spans with character offsets. Metrics: seqeval entity-level F1 (primary), precision, recall, token accuracy.
+Words come from the dataset's input column (a list of words, or a string split on white space). Each word is
+labelled on its first sub-word token, the usual BERT recipe: the head reads the vector of each word's first sub-word
+(``Encoded.words()``), so its logits are per word: [B, W, C]. Predictions are mapped back to words and to entity
+spans with character offsets. Metrics: seqeval entity-level F1 (primary), precision, recall, token accuracy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from torch import nn
 
-from polytask.data.rows import Row
+from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
-from polytask.tasks.base import IGNORE, TASKS, DecodeContext, Task, TaskParams
+from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetTask, Output, TaskBatch,
+                                 TaskParams, mlp_head, padded)
 
 OUTSIDE = "O"
 
@@ -36,117 +40,126 @@ def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
     current: list[Any] | None = None
     for i, tag in enumerate(tags):
         kind = tag[2:] if tag != OUTSIDE else None
-        continues = current is not None and tag.startswith("I-") and current[0] == kind
-        if continues:
-            current[2] = i + 1  # type: ignore[index]
+        if current is not None and tag.startswith("I-") and current[0] == kind:
+            current[2] = i + 1
             continue
         if current is not None:
-            spans.append(tuple(current))  # type: ignore[arg-type]
+            spans.append((current[0], current[1], current[2]))
             current = None
         if kind is not None:
             current = [kind, i, i + 1]
     if current is not None:
-        spans.append(tuple(current))  # type: ignore[arg-type]
+        spans.append((current[0], current[1], current[2]))
     return spans
 
 
+def bio_tag_set(types: set[str]) -> list[str]:
+    """O first, then each entity type's B- and I- tags, grouped by type (a stable, readable order)."""
+    return [OUTSIDE] + [f"{p}-{t}" for t in sorted(types) for p in "BI"]
+
+
+def word_span(example: Example, start: int, end: int) -> dict[str, Any]:
+    """Words [start, end) of ``example`` as {start_word, end_word, text, start, end} (character offsets into the
+    example's text, which is the text as given: predicted spans can be cut out of it)."""
+    span: dict[str, Any] = {"start_word": start, "end_word": end}
+    words = example.words or []
+    if example.word_spans:
+        span["start"], span["end"] = example.word_spans[start][0], example.word_spans[end - 1][1]
+        span["text"] = example.text[span["start"] : span["end"]]
+    else:
+        span["text"] = " ".join(words[start:end])
+    return span
+
+
+def decode_words(logits: np.ndarray, feature: Feature, labels: list[str], num_words: int
+                 ) -> tuple[list[str], np.ndarray]:
+    """Per-word tag (argmax) and its probability for the first ``num_words`` rows of ``logits`` [W, C]; words
+    without a token are tagged O with probability 1."""
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    best, score = probs.argmax(-1)[:num_words], probs.max(-1)[:num_words]
+    has_token = feature.word_index[:num_words] >= 0 if feature.word_index is not None else np.ones(num_words, bool)
+    tags = [labels[b] if has else OUTSIDE for b, has in zip(best.tolist(), has_token.tolist())]
+    return tags, np.where(has_token, score, 1.0)
+
+
 @TASKS.register("token_classification")
-class TokenClassification(Task):
+class TokenClassification(LabelSetTask):
     """A BIO tag per word (first sub-word labelled; spans with character offsets; seqeval entity F1)."""
 
     Params: ClassVar[type[TaskParams]] = TokenClassificationParams
-    level = "token"
-    primary_metric = "f1"
+    needs_words = True
     params: TokenClassificationParams
-
-    def __init__(self, name: str, params: TokenClassificationParams) -> None:
-        super().__init__(name, params)
-        self._set_labels(params.labels or [])
 
     @classmethod
     def metric_names(cls, params: TaskParams) -> list[str]:
         return ["f1", "precision", "recall", "token_accuracy"]
 
-    def _tags(self, raw: Any, row: Row) -> list[str]:
+    def _tags(self, raw: Any, example: Example) -> list[str]:
         tags = raw if isinstance(raw, list) else str(raw).split()
         for position, tag in enumerate(tags):
             if not isinstance(tag, str) or not check_tag(tag):
-                raise DataError(f"tag {position + 1} is not a BIO tag", location=row.location,
+                raise DataError(f"tag {position + 1} is not a BIO tag", location=example.location,
                                 field=self.params.label, value=tag, allowed="O, B-<type>, I-<type>")
         return list(tags)
 
-    def fit(self, values: list[tuple[Any, Row]]) -> None:
+    def fit(self, values: list[tuple[Any, Example]]) -> None:
         if self.params.labels:
             return
-        seen = {OUTSIDE}
-        for raw, row in values:
-            # an entity type brings both its tags: I-X is valid wherever B-X is, even if no training span was long
-            seen.update(f"{p}-{t[2:]}" for t in self._tags(raw, row) if t != OUTSIDE for p in "BI")
-        # O first, then entity types grouped (B- before I-), so the order is stable and readable
-        self._set_labels([OUTSIDE] + sorted(seen - {OUTSIDE}, key=lambda t: (t[2:], t[:2])))
+        # an entity type brings both its tags: I-X is valid wherever B-X is, even if no training span was long
+        types = {t[2:] for raw, example in values for t in self._tags(raw, example) if t != OUTSIDE}
+        self._set_labels(bio_tag_set(types))
 
-    def state(self) -> dict[str, Any]:
-        return {"labels": self.labels}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self._set_labels(state["labels"])
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.labels)
-
-    def gold(self, raw: Any, row: Row, num_words: int | None = None) -> list[str]:
-        tags = self._tags(raw, row)
-        if num_words is not None and len(tags) != num_words:
-            raise DataError(f"{len(tags)} tags for {num_words} words; every word needs exactly one tag",
-                            location=row.location, field=self.params.label, value=" ".join(tags))
+    def gold(self, raw: Any, example: Example) -> list[str]:
+        tags = self._tags(raw, example)
+        words = len(example.words or [])
+        if len(tags) != words:
+            raise DataError(f"{len(tags)} tags for {words} words; every word needs exactly one tag",
+                            location=example.location, field=self.params.label, value=" ".join(tags))
         for tag in tags:
-            if tag not in self._index:
-                raise DataError(f"tag not in task {self.name!r}'s tag set (learned from the training split)",
-                                location=row.location, field=self.params.label, value=tag,
-                                allowed=", ".join(self.labels))
+            self.check_label(tag, example, what="tag")
         return tags
 
-    def encode(self, raw: Any, row: Row, num_words: int | None = None) -> list[int]:
-        return [self._index[t] for t in self.gold(raw, row, num_words)]
-
-    def collate(self, targets: list[Any], num_words: int) -> torch.Tensor:
-        out = torch.full((len(targets), num_words), IGNORE, dtype=torch.long)
-        for i, t in enumerate(targets):
-            if t is not None:
-                out[i, : len(t)] = torch.tensor(t[:num_words], dtype=torch.long)
+    def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
+        if gold is None:
+            return [{} for _ in features]
+        out = []
+        for feature in features:
+            # a word without a token (truncated away) cannot be trained on: its target is IGNORE
+            has_token = feature.word_index >= 0 if feature.word_index is not None else None
+            target = [self._index[t] if has_token is None or has_token[w] else IGNORE for w, t in enumerate(gold)]
+            out.append({"target": target})
         return out
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
+        return TaskBatch(targets={"target": padded([f.get("target") for f in fields], shape.words)})
+
+    def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
+        return mlp_head(hidden_size, self.params.head_hidden, self.num_outputs, dropout)
+
+    def forward(self, head: nn.Module, encoded: Encoded, inputs: dict[str, torch.Tensor]) -> Output:
+        """-> logits per word [B, W, C], read from each word's first sub-word."""
+        return head(encoded.words())
+
+    def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """logits [B, W, C] per word; target [B, W] (IGNORE for padding, missing rows and truncated words)."""
+        assert isinstance(output, torch.Tensor)
+        target = targets["target"]
         keep = target != IGNORE
         if not keep.any():
             return None
-        return F.cross_entropy(logits[keep].float(), target[keep])
+        return F.cross_entropy(output[keep].float(), target[keep])
 
-    def decode(self, logits: torch.Tensor, ctx: DecodeContext | None = None) -> list[dict[str, Any]]:
+    def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
+                    outputs: Sequence[Any]) -> dict[str, Any]:
         """Words that got no token (truncated away, or only characters the tokenizer drops) are tagged O."""
-        if ctx is None or ctx.word_index is None or ctx.words is None:
-            raise ValueError("token_classification decoding needs the words and word index of the batch")
-        best = logits.float().argmax(-1)
-        scores = torch.softmax(logits.float(), -1).amax(-1)
-        has_token = (ctx.word_index >= 0).tolist()
-        out = []
-        for b in range(best.shape[0]):
-            n = len(ctx.words[b])
-            tags = [self.labels[best[b, i]] if has_token[b][i] else OUTSIDE for i in range(n)]
-            pred: dict[str, Any] = {"tags": tags, "spans": []}
-            for kind, start, end in bio_spans(tags):
-                span: dict[str, Any] = {"type": kind, "start_word": start, "end_word": end,
-                                        "score": round(float(scores[b, start:end].mean()), 6),
-                                        "text": " ".join(ctx.words[b][start:end])}
-                if ctx.word_spans:
-                    span["start"], span["end"] = ctx.word_spans[b][start][0], ctx.word_spans[b][end - 1][1]
-                    if ctx.texts:
-                        span["text"] = ctx.texts[b][span["start"] : span["end"]]
-                pred["spans"].append(span)
-            out.append(pred)
-        return out
+        n = len(example.words or [])
+        tags, score = decode_words(outputs[0], features[0], self.labels, n)
+        spans = []
+        for kind, start, end in bio_spans(tags):
+            span = word_span(example, start, end)
+            spans.append({"type": kind, **span, "score": round(float(score[start:end].mean()), 6)})
+        return {"tags": tags, "spans": spans}
 
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         return prediction["tags"] == list(gold)
