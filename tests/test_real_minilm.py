@@ -43,7 +43,7 @@ def test_minilm_learns_snips_intent_and_slots(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("config", ["examples/mixed.yaml", "benchmarks/mtl_vs_single.yaml"])
 def test_shipped_configs_validate_against_shared_data(config: str) -> None:
-    """The example and benchmark configs point at ../shared/data: every file, column and label must resolve."""
+    """The example and benchmark configs point at ../shared/data: every file must resolve."""
     from polytask.config import load_config
 
     shared_data_or_skip("snips")

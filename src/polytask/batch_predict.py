@@ -6,14 +6,17 @@ Input formats (chosen by the file suffix):
 
 - ``.txt``: one text per line.
 - ``.jsonl``: one JSON object per line with the text under ``text_field`` (default ``text``); an object that also
-  has ``pair_field`` (default ``text_pair``, a string) is a text pair and gets the pair tasks.
+  has ``pair_field`` (default ``text_pair``, a string) is a text pair and gets the pair tasks (a QA model reads
+  (question, context) pairs); an object with ``e1`` and ``e2`` ([start, end] character spans of the text) is an
+  entity pair for relation classification.
 - ``.csv``: a header row naming the columns, then one row per text; a non-empty ``pair_field`` cell makes the row a
   text pair.
 
 Every line (csv: record) is one input row; a blank line, an empty text or a missing field is a ``DataError`` naming
-the file, line and field: nothing is skipped silently, so output row i always answers input row i. Single texts get
-every single-text task (or those of ``tasks``), pairs every pair task; a row whose kind no selected task reads is an
-error too.
+the file, line and field: nothing is skipped silently, so output row i always answers input row i. Each row gets
+every selected task that reads its kind of input (``polytask.data.inputs.input_kind``: single texts, pairs, or texts
+with two marked entities, which may also be written inline as ``<e1>..</e1>`` / ``<e2>..</e2>``); a row whose kind
+no selected task reads is an error too.
 
 The input is read lazily and processed ``chunk_size`` rows at a time (bounded memory whatever the file size); each
 output line ``{"line": N, "text": ..., ["text_pair": ...,] TASK: prediction, ...}`` is written as soon as its chunk
@@ -43,11 +46,20 @@ DEFAULT_CHUNK = 1024
 
 @dataclass(frozen=True)
 class InputRow:
-    """One input row: its line number in the file, its text and (for pair tasks) its second text."""
+    """One input row: its line number in the file, its text, and a second text (pair tasks) or the character spans
+    of two entities (relation classification)."""
 
     line: int
     text: str
     pair: str | None = None
+    entities: tuple[Any, Any] | None = None
+
+    @property
+    def item(self) -> Any:
+        """The row as a Pipeline input."""
+        if self.entities is not None:
+            return {"text": self.text, "e1": self.entities[0], "e2": self.entities[1]}
+        return self.text if self.pair is None else (self.text, self.pair)
 
 
 @dataclass
@@ -123,7 +135,8 @@ def _read_jsonl(handle: BinaryIO, file: str, text_field: str, pair_field: str | 
         pair = obj.get(pair_field) if pair_field else None
         if pair is not None:
             pair = _check_text(pair, file, number, pair_field, "text pair")
-        yield InputRow(number, text, pair)
+        entities = (obj["e1"], obj["e2"]) if "e1" in obj and "e2" in obj else None
+        yield InputRow(number, text, pair, entities)
 
 
 def _read_csv(handle: BinaryIO, file: str, text_field: str, pair_field: str | None) -> Iterator[InputRow]:
@@ -191,8 +204,12 @@ def count_lines(path: str | Path) -> int:
 
 
 # -- predicting -------------------------------------------------------------------------------------------------------
-def split_tasks(pipeline: Any, tasks: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """-> (single-text tasks, pair tasks) to run; unknown names are an error listing the available ones."""
+ROW_KIND = {"text": "single text", "pair": "text pair", "entities": "text with two marked entities"}
+READS = {"text": "single texts", "pair": "pairs", "entities": "texts with two marked entities"}
+
+
+def split_tasks(pipeline: Any, tasks: Sequence[str] | None) -> dict[str, list[str]]:
+    """-> {input kind: the selected tasks reading it}; unknown names are an error listing the available ones."""
     described = pipeline.tasks
     names = list(tasks) if tasks is not None else list(described)
     unknown = [t for t in names if t not in described]
@@ -200,28 +217,43 @@ def split_tasks(pipeline: Any, tasks: Sequence[str] | None) -> tuple[list[str], 
         raise PolytaskError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(described)}")
     if not names:
         raise PolytaskError("no tasks selected")
-    pairs = [t for t in names if described[t]["input"] == "pair"]
-    return [t for t in names if t not in pairs], pairs
+    by_kind: dict[str, list[str]] = {}
+    for name in names:
+        by_kind.setdefault(described[name]["input"], []).append(name)
+    return by_kind
 
 
-def predict_chunk(pipeline: Any, chunk: list[InputRow], single_tasks: list[str], pair_tasks: list[str],
-                  file: str) -> list[dict[str, Any]]:
-    """One output object per row of ``chunk``, in order; single texts and pairs go through the pipeline apart."""
-    singles = [i for i, row in enumerate(chunk) if row.pair is None]
-    pairs = [i for i, row in enumerate(chunk) if row.pair is not None]
-    out: list[dict[str, Any]] = [{"line": row.line, "text": row.text} for row in chunk]
-    for idx, names, kind in ((singles, single_tasks, "single text"), (pairs, pair_tasks, "text pair")):
-        if not idx:
-            continue
+def predict_chunk(pipeline: Any, chunk: list[InputRow], by_kind: dict[str, list[str]], file: str
+                  ) -> list[dict[str, Any]]:
+    """One output object per row of ``chunk``, in order; rows of each input kind go through the pipeline apart."""
+    from polytask.data.inputs import KINDS, input_kind
+
+    available = [k for k in KINDS if k in {t["input"] for t in pipeline.tasks.values()}]
+    kinds = [input_kind(row.item, available) for row in chunk]
+    out: list[dict[str, Any]] = []
+    for row in chunk:
+        obj: dict[str, Any] = {"line": row.line, "text": row.text}
+        if row.pair is not None:
+            obj["text_pair"] = row.pair
+        if row.entities is not None:
+            obj["e1"], obj["e2"] = row.entities
+        out.append(obj)
+    for kind in dict.fromkeys(kinds):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        names = by_kind.get(kind)
         if not names:
-            other = "pairs" if kind == "single text" else "single texts"
-            raise DataError(f"a {kind}, but every selected task reads {other} "
-                            f"({', '.join(single_tasks + pair_tasks)})", file=file, line=chunk[idx[0]].line)
-        inputs: list[Any] = [chunk[i].text if kind == "single text" else (chunk[i].text, chunk[i].pair)
-                             for i in idx]
-        for i, prediction in zip(idx, pipeline(inputs, tasks=names)):
-            if kind == "text pair":
-                out[i]["text_pair"] = chunk[i].pair
+            reads = " or ".join(READS[k] for k in by_kind)
+            raise DataError(f"a {ROW_KIND[kind]}, but every selected task reads {reads} "
+                            f"({', '.join(n for group in by_kind.values() for n in group)})", file=file,
+                            line=chunk[idx[0]].line)
+        try:
+            predictions = pipeline([chunk[i].item for i in idx], tasks=names)
+        except DataError as exc:  # the pipeline names "input N" of this call: name the file's line instead
+            where = exc.location.removeprefix("input ")
+            line = chunk[idx[int(where)]].line if where.isdigit() else chunk[idx[0]].line
+            raise DataError(exc.problem, file=file, line=line, field=exc.field, value=exc.value,
+                            allowed=exc.allowed) from None
+        for i, prediction in zip(idx, predictions):
             out[i].update(prediction)
     return out
 
@@ -239,7 +271,7 @@ def predict_file(pipeline: Any, input_path: str | Path, output_path: str | Path,
         raise DataError("no such file", file=str(input_path))
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise PolytaskError(f"{output_path}: the output would replace the input; choose another --output")
-    single_tasks, pair_tasks = split_tasks(pipeline, tasks)
+    by_kind = split_tasks(pipeline, tasks)
     total = count_lines(input_path) if fmt != "csv" else None  # csv records may span lines
     output_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
@@ -249,7 +281,7 @@ def predict_file(pipeline: Any, input_path: str | Path, output_path: str | Path,
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             for chunk in chunked(read_inputs(input_path, text_field, pair_field), chunk_size):
-                for obj in predict_chunk(pipeline, chunk, single_tasks, pair_tasks, str(input_path)):
+                for obj in predict_chunk(pipeline, chunk, by_kind, str(input_path)):
                     out.write(json.dumps(obj, ensure_ascii=False) + "\n")
                 out.flush()
                 rows += len(chunk)

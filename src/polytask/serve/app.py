@@ -12,6 +12,8 @@ from typing import Any, Union
 from polytask.inference import Pipeline
 from polytask.serve.batcher import MicroBatcher
 
+SHORT = {"text": "single texts", "pair": "pairs", "entities": "entity pairs"}
+
 
 def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, wait_ms: float = 5.0):
     """Build the FastAPI app around a loaded pipeline."""
@@ -23,22 +25,35 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
     batcher = MicroBatcher(pipeline, max_batch=max_batch, wait_ms=wait_ms)
     task_names = list(pipeline.model.tasks)
 
+    class EntityPair(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: str
+        e1: tuple[int, int] = Field(..., description="[start, end) character span of the first entity")
+        e2: tuple[int, int] = Field(..., description="[start, end) character span of the second entity")
+
+    class QuestionContext(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        question: str
+        context: str
+
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        texts: list[Union[str, tuple[str, str]]] = Field(
+        texts: list[Union[str, tuple[str, str], QuestionContext, EntityPair]] = Field(
             ..., min_length=1, max_length=max_batch,
-            description=f"1 to {max_batch} texts, or [text, text_pair] pairs for pair tasks")
+            description=f"1 to {max_batch} inputs of one kind: texts; [text, text_pair] pairs or {{question, "
+                        "context}} for pair and QA tasks; {text, e1, e2} (or a text with <e1>..</e1> and "
+                        "<e2>..</e2> markers) for relation classification")
         tasks: list[str] | None = Field(None, description="task names (default: every task for this input kind)")
 
         @field_validator("texts")
         @classmethod
         def _lengths(cls, texts: list[Any]) -> list[Any]:
-            kinds = {isinstance(t, str) for t in texts}
+            kinds = {pipeline.kind_of(_plain(t)) for t in texts}
             if len(kinds) > 1:
-                raise ValueError("mix of single texts and pairs: send them in separate requests")
+                mixed = " and ".join(SHORT[k] for k in SHORT if k in kinds)
+                raise ValueError(f"mix of {mixed}: send them in separate requests")
             for i, t in enumerate(texts):
-                parts = [t] if isinstance(t, str) else list(t)
-                for p in parts:
+                for p in _strings(t):
                     if not p.strip():
                         raise ValueError(f"texts[{i}] is empty")
                     if len(p) > max_chars:
@@ -82,14 +97,32 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
             if unknown:
                 raise HTTPException(404, detail=f"unknown task(s) {', '.join(unknown)}; "
                                                 f"available: {', '.join(task_names)}")
-        inputs = [t if isinstance(t, str) else tuple(t) for t in request.texts]
+        inputs = [_plain(t) for t in request.texts]
         try:
-            outputs = await batcher.predict(inputs, request.tasks)
-        except ValueError as exc:  # e.g. a pair task asked for single texts
+            outputs = await batcher.predict(inputs, request.tasks, pipeline.kind_of(inputs[0]))
+        except ValueError as exc:  # e.g. a pair task asked for single texts, an entity span outside the text
             raise HTTPException(422, detail=str(exc)) from None
         return PredictResponse(predictions=outputs)
 
     return app
+
+
+def _plain(item: Any) -> Any:
+    """A request item as a Pipeline input: a string, a (text, text_pair) tuple or a plain mapping."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (tuple, list)):
+        return tuple(item)
+    data = item.model_dump()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def _strings(item: Any) -> list[str]:
+    if isinstance(item, str):
+        return [item]
+    if isinstance(item, (tuple, list)):
+        return list(item)
+    return [v for v in item.model_dump().values() if isinstance(v, str)]
 
 
 def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:

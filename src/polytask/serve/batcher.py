@@ -1,7 +1,7 @@
 """Micro-batching: requests that arrive within a short window share one encoder pass.
 
-Each request waits at most ``wait_ms`` for company; requests are grouped by (task list, single-or-pair input) so a
-group can run as one pipeline call. The model runs in one worker thread, so the event loop stays responsive and
+Each request waits at most ``wait_ms`` for company; requests are grouped by (task list, input kind: text, pair or
+entities) so a group can run as one pipeline call. The model runs in one worker thread, so the event loop stays responsive and
 the model never sees two batches at once.
 """
 
@@ -19,11 +19,12 @@ from polytask.inference import Pipeline
 class _Request:
     inputs: list[Any]
     tasks: tuple[str, ...] | None
+    kind: str
     future: asyncio.Future = field(repr=False)
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.tasks, isinstance(self.inputs[0], str))
+        return (self.tasks, self.kind)
 
 
 class MicroBatcher:
@@ -47,11 +48,13 @@ class MicroBatcher:
                 pass
         self._pool.shutdown(wait=False)
 
-    async def predict(self, inputs: list[Any], tasks: list[str] | None) -> list[dict[str, Any]]:
+    async def predict(self, inputs: list[Any], tasks: list[str] | None, kind: str = "text") -> list[dict[str, Any]]:
+        """``kind``: the input kind of every item (requests of one kind and task list share a pipeline call)."""
         if self._queue is None:
             await self.start()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(inputs, tuple(tasks) if tasks else None, future))  # type: ignore[union-attr]
+        request = _Request(inputs, tuple(tasks) if tasks else None, kind, future)
+        await self._queue.put(request)  # type: ignore[union-attr]
         return await future
 
     async def _collect(self) -> list[_Request]:
