@@ -220,3 +220,23 @@ def test_bad_qa_and_relation_data_is_named(name: str, file: str, content: Any, d
         train(load_config(cfg))
     r = CliRunner().invoke(app, ["train", str(cfg), "--no-progress"])
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+
+
+def test_long_questions_are_cut_like_berts_max_query_length(tiny_encoder: str) -> None:
+    """Real SQuADShifts has a question padded with 200 characters of junk: it is cut to max_question_length tokens
+    (and counted) instead of failing; with max_question_length null it is refused with the row named."""
+    from transformers import AutoTokenizer
+
+    from polytask.data.examples import Example
+    from polytask.data.input_specs import WindowInput
+    from polytask.data.rows import Row
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    question = "where is the weather" + " ," * 100
+    example = Example(0, Row({}, "qa.json:data[0]", "qa.json", 1), question, "the weather in paris is great .")
+    result = WindowInput(max_length=32, stride=8, max_question=6).featurize([example], tokenizer, 32, False)
+    assert result.truncated == 1 and "1 questions longer than 6 tokens were cut" in result.notes[0]
+    assert all(int((f.sequence_ids == 0).sum()) == 6 for f in result.features)
+    with pytest.raises(DataError, match=r"qa.json:data\[0\]: value .*: the question takes \d+ tokens: a window "
+                       r"of max_length 32 leaves no room for the context"):
+        WindowInput(max_length=32, stride=8, max_question=None).featurize([example], tokenizer, 32, False)

@@ -86,6 +86,7 @@ class WindowInput(InputSpec):
     type: ClassVar[str] = "windows"
     max_length: int | None = None  # None: the encoder's max_length
     stride: int | None = 128  # overlap between windows; None: a context that does not fit is an error
+    max_question: int | None = 64  # longer questions are cut to their first tokens (BERT's max_query_length)
 
     @property
     def kind(self) -> str:
@@ -111,6 +112,7 @@ class WindowInput(InputSpec):
         # questions with leading white space exist in SQuAD; it carries nothing and offsets are never read from it
         questions = [e.text.lstrip() for e in examples]
         contexts = [e.pair or "" for e in examples]
+        cut = self._cut_questions(questions, tokenizer)
         self._check_questions(examples, questions, tokenizer, limit)
         if self.stride is None:
             out = tokenizer(questions, contexts, truncation=False, return_attention_mask=False, verbose=False)
@@ -126,7 +128,9 @@ class WindowInput(InputSpec):
                             return_overflowing_tokens=True, return_attention_mask=False)
             mapping = list(out["overflow_to_sample_mapping"])
         with_types = "token_type_ids" in out
-        result = FeaturizeResult([])
+        result = FeaturizeResult([], truncated=cut)
+        if cut:
+            result.notes.append(f"{cut} questions longer than {self.max_question} tokens were cut to that length")
         seen: dict[int, int] = {}
         for enc, i in zip(out.encodings, mapping):
             ids, types = token_arrays(enc, with_types)
@@ -139,18 +143,32 @@ class WindowInput(InputSpec):
             result.notes.append(f"{extra} extra windows for contexts longer than {limit} tokens")
         return result
 
+    def _cut_questions(self, questions: list[str], tokenizer: Any) -> int:
+        """Cut (in place) every question longer than ``max_question`` tokens after its last kept token; -> count."""
+        if self.max_question is None:
+            return 0
+        encoded = tokenizer(questions, add_special_tokens=False, return_attention_mask=False)
+        cut = 0
+        for i, enc in enumerate(encoded.encodings):
+            if len(enc.ids) > self.max_question:
+                questions[i] = questions[i][: enc.offsets[self.max_question - 1][1]]
+                cut += 1
+        return cut
+
     def _check_questions(self, examples: Sequence[Example], questions: list[str], tokenizer: Any,
                          limit: int) -> None:
         special = tokenizer.num_special_tokens_to_add(pair=True)
         lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
         for example, n in zip(examples, lengths):
             room = limit - n - special  # context tokens per window
-            if room < 1 or (self.stride is not None and self.stride >= room):
-                need = f"more than {n + special + (self.stride or 0)}"
-                raise DataError(f"the question takes {n} tokens: a window of max_length {limit} leaves {room} for "
-                                f"the context{'' if self.stride is None else f', not more than doc_stride {self.stride}'}",
-                                location=example.location, value=example.text[:80],
-                                allowed=f"a shorter question, a max_length of {need}, or a smaller doc_stride")
+            if room >= 1 and (self.stride is None or self.stride < room):
+                continue
+            left = "no room for the context" if room < 1 else f"{room} context tokens, not more than doc_stride"
+            need = n + special + (self.stride or 0) + 1
+            raise DataError(f"the question takes {n} tokens: a window of max_length {limit} leaves {left}",
+                            location=example.location, value=example.text[:80],
+                            allowed=f"a max_length of at least {need}, a smaller doc_stride, or max_question_length "
+                                    "to cut long questions")
 
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")

@@ -3,7 +3,8 @@ the BERT recipe of Devlin et al. 2019).
 
 The input is a (question, context) pair: the dataset's ``text`` column holds the question and ``text_pair`` the
 context. Long contexts are split into windows of ``max_length`` tokens overlapping by ``doc_stride`` tokens, each
-with the whole question (the ``windows`` input spec). The head scores every token as the answer's start and end;
+with the whole question (the ``windows`` input spec; questions longer than ``max_question_length`` tokens are cut, as
+BERT's ``max_query_length``). The head scores every token as the answer's start and end;
 only the window's context tokens can be predicted. In training a window that does not hold the whole answer points
 at its first token ([CLS]) instead, as in BERT's recipe, so the model learns low scores where the answer is not.
 Decoding takes the ``n_best`` starts and ends of every window, keeps spans of at most ``max_answer_length`` tokens
@@ -43,6 +44,8 @@ class SpanQAParams(TaskParams):
     max_length: int | None = Field(None, ge=16, description="tokens per window; default: encoder.max_length")
     doc_stride: int | None = Field(128, ge=0, description="tokens shared by consecutive windows; null: no "
                                                           "windows (a context that does not fit is an error)")
+    max_question_length: int | None = Field(64, ge=1, description="longer questions are cut to this many tokens "
+                                                                 "(counted in a log line); null: never cut")
     max_answer_length: int = Field(30, ge=1, description="longest answer considered, in tokens")
     n_best: int = Field(20, ge=1, description="start and end candidates per window")
 
@@ -73,7 +76,8 @@ class SpanQA(Task):
     params: SpanQAParams
 
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
-        return WindowInput(max_length=self.params.max_length, stride=self.params.doc_stride)
+        return WindowInput(max_length=self.params.max_length, stride=self.params.doc_stride,
+                           max_question=self.params.max_question_length)
 
     @classmethod
     def metric_names(cls, params: TaskParams) -> list[str]:
