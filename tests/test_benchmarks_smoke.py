@@ -51,3 +51,11 @@ def test_train_throughput_benchmark_smoke(tmp_path: Path) -> None:
         assert row["seconds"] > 0 and row["examples_per_s"] > 0
         assert abs(row["examples_per_s"] / rows["HF Trainer"]["examples_per_s"] - row["ratio_vs_hf_trainer"]) < 0.02
     assert result["command"].startswith("python benchmarks/train_throughput.py")
+
+
+def test_qa_and_relation_benchmarks_smoke() -> None:
+    for script, marker in (("qa_squadshifts.py", "XQuAD-en"), ("relations.py", "conll04")):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--smoke"], capture_output=True,
+                              text=True, timeout=600, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert marker in proc.stdout, proc.stdout[-2000:]

@@ -50,3 +50,18 @@ def test_shipped_configs_validate_against_shared_data(config: str) -> None:
     path = Path(__file__).resolve().parents[1] / config
     cfg = load_config(path)  # raises ConfigError listing every problem (missing file, column, ...)
     assert len(cfg.tasks) >= 4
+
+
+def test_qa_relations_example_validates_against_shared_data(tmp_path: Path) -> None:
+    """examples/qa_relations.yaml reads a split of SQuADShifts made by its documented command (here into tmp)."""
+    from polytask.config import load_config
+    from polytask.data.squad import split_by_article
+
+    shifts = shared_data_or_skip("squadshifts")
+    files = [shifts / f for f in ("new_wiki_v1.0.json", "reddit_v1.0.json", "amazon_reviews_v1.0.json")]
+    split_by_article(files, tmp_path, holdout_file=files[0], dev_articles=6, test_articles=10, seed=0)
+    path = Path(__file__).resolve().parents[1] / "examples/qa_relations.yaml"
+    overrides = [f"datasets.squadshifts.{split}={tmp_path / name}.json"
+                 for split, name in (("train", "train"), ("validation", "dev"), ("test", "test"))]
+    cfg = load_config(path, overrides)
+    assert {t.type for t in cfg.tasks.values()} == {"span_qa", "relation_classification", "classification"}
