@@ -131,3 +131,4 @@ def test_cli_train_evaluate_predict(tiny_encoder: str, toy_data: Path, tmp_path:
     assert '"intent"' in r.output and '"slots"' in r.output
     r = runner.invoke(app, ["list"])
     assert r.exit_code == 0 and "token_classification" in r.output and "uncertainty" in r.output
+    assert "span_qa" in r.output and "relation_extraction" in r.output and "[E1]" in r.output  # new types, specs

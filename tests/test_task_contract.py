@@ -188,11 +188,12 @@ def test_bio_spans_follow_conlleval() -> None:
 
 def test_every_plugin_describes_itself_in_polytask_list() -> None:
     """`polytask list` shows each registered name with the first line of its docstring: none may be blank."""
+    from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
     from polytask.sampling import SAMPLERS
     from polytask.weighting import WEIGHTINGS
 
-    for registry in (TASKS, SAMPLERS, WEIGHTINGS, READERS):
+    for registry in (TASKS, INPUTS, SAMPLERS, WEIGHTINGS, READERS):
         for name, item in registry.items():
             first = ((item.__doc__ or "").strip().splitlines() or [""])[0]
             assert len(first) > 15, f"{name}: no one-line description in its docstring"

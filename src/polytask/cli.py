@@ -277,20 +277,24 @@ def demo(
 
 @app.command("list")
 def list_plugins() -> None:
-    """List the registered task types, samplers, loss weightings and data formats."""
+    """List the registered task types, input specs, samplers, loss weightings and data formats."""
+    from rich.markup import escape
+
+    from polytask.data import input_specs  # noqa: F401  (registers the built-in input specs)
+    from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
     from polytask.sampling import SAMPLERS
     from polytask.tasks import TASKS
     from polytask.weighting import WEIGHTINGS
 
-    for title, registry in (("task types", TASKS), ("samplers", SAMPLERS), ("weightings", WEIGHTINGS),
-                            ("data formats", READERS)):
+    for title, registry in (("task types", TASKS), ("input specs", INPUTS), ("samplers", SAMPLERS),
+                            ("weightings", WEIGHTINGS), ("data formats", READERS)):
         table = Table(title=title)
         table.add_column("name")
         table.add_column("description")
         for name, item in registry.items():
             doc = (getattr(item, "__doc__", None) or "").strip().splitlines()
-            table.add_row(name, doc[0] if doc else "")
+            table.add_row(name, escape(doc[0]) if doc else "")  # docstrings may hold "[E1]": not rich markup
         console.print(table)
 
 
