@@ -32,11 +32,13 @@ def main() -> None:
     from rich.table import Table
 
     from polytask.config import validate_config
-    from polytask.data.batching import BatchStream, collate
     from polytask.data.loading import load_data
     from polytask.encoder import load_encoder
-    from polytask.evaluate import autocast
-    from polytask.train import build_model, make_optimizer
+    from polytask.sampling import SourceScheduler, build_sampler
+    from polytask.train import build_model, build_objective, make_optimizer
+    from polytask.training.distributed import make_accelerator
+    from polytask.training.feed import Feeder
+    from polytask.training.step import StepContext, training_step
 
     cfg = validate_config({
         "encoder": {"name": "minilm", "max_length": 64},
@@ -44,14 +46,13 @@ def main() -> None:
                                "max_rows": {"train": args.rows}}},
         "tasks": {"intent": {"type": "classification", "dataset": "snips", "label": "intent"},
                   "slots": {"type": "token_classification", "dataset": "snips", "label": "tags"}},
-        "train": {"output_dir": "/tmp/unused"},
+        "train": {"output_dir": "/tmp/unused", "batch_size": args.batch_size},
     })
     encoder, tokenizer = load_encoder("minilm")
     t0 = time.perf_counter()
     data = load_data(cfg, tokenizer, splits=("train",))
     read_tokenize_s = time.perf_counter() - t0
     split = data.splits["train"]["snips"]
-    names = data.sources["snips"]
     results = {"read_and_tokenize_s": read_tokenize_s, "rows": len(split), "precisions": {}}
     table = Table(title=f"ms per training step (batch {args.batch_size}, SNIPS intent+slots, MiniLM, "
                         f"{torch.get_num_threads()} threads, {'fused' if args.fused else 'default'} AdamW); reading+tokenising {len(split)} rows once: "
@@ -60,29 +61,32 @@ def main() -> None:
         table.add_column(col, justify="right")
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
+        accelerator = make_accelerator(precision)
         model = build_model(cfg, data, load_encoder("minilm")[0], tokenizer).train()
         opt = make_optimizer([{"params": list(model.parameters()), "lr": 5e-5}]) if args.fused else \
             torch.optim.AdamW(model.parameters(), lr=5e-5)
-        stream = BatchStream(split, args.batch_size, seed=0)
-        phases = {"collate": 0.0, "forward+loss": 0.0, "backward": 0.0, "optimizer": 0.0}
+        scheduler = SourceScheduler(build_sampler("temperature", {}), [len(split)], seed=0)
+        feeder = Feeder("source", data.splits["train"], data.tasks, args.batch_size, scheduler, 0,
+                        tokenizer.pad_token_id)
+        objective = build_objective(cfg, list(data.tasks))
+        timings: dict[str, float] = {}
+        # the same training_step as polytask train (no second copy of the step): it times its own phases
+        ctx = StepContext(accelerator, model, opt, shared=[p for p in model.encoder.parameters()])
+        from polytask.sampling import Progress
+
+        progress = Progress(step=0, total_steps=args.steps + 3, epoch=0.0, num_epochs=1.0)
         examples = 0
         for step in range(args.steps + 3):
             a = time.perf_counter()
-            batch = collate(split, stream.next_indices(), data.tasks, tokenizer.pad_token_id)
-            b = time.perf_counter()
-            with autocast(precision, torch.device("cpu")):
-                outputs = model(batch.inputs, batch.task_inputs, tasks=names)
-                loss = sum(data.tasks[n].loss(outputs[n], batch.targets[n]) for n in names)
-            c = time.perf_counter()
-            loss.backward()
-            d = time.perf_counter()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            e = time.perf_counter()
-            if step >= 3:  # first steps warm up kernels and allocator
-                for key, dt in zip(phases, (b - a, c - b, d - c, e - d)):
-                    phases[key] += dt
-                examples += batch.size
+            micro = [feeder.micro_batch(progress)]
+            collate_s = time.perf_counter() - a
+            ctx.timings = timings if step >= 3 else None  # first steps warm up kernels and allocator
+            stats = training_step(micro, ctx, data.tasks, objective, progress)
+            if step >= 3:
+                timings["collate"] = timings.get("collate", 0.0) + collate_s
+                examples += stats.examples
+        phases = {"collate": timings.get("collate", 0.0), "forward+loss": timings.get("forward", 0.0),
+                  "backward": timings.get("backward", 0.0), "optimizer": timings.get("optimizer", 0.0)}
         total = sum(phases.values())
         ms = {k: 1000 * v / args.steps for k, v in phases.items()}
         results["precisions"][precision] = {"ms_per_step": ms, "examples_per_s": examples / total}

@@ -190,10 +190,11 @@ def test_every_plugin_describes_itself_in_polytask_list() -> None:
     """`polytask list` shows each registered name with the first line of its docstring: none may be blank."""
     from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
+    from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
     from polytask.weighting import WEIGHTINGS
 
-    for registry in (TASKS, INPUTS, SAMPLERS, WEIGHTINGS, READERS):
+    for registry in (TASKS, INPUTS, SAMPLERS, WEIGHTINGS, GRADIENT_METHODS, READERS):
         for name, item in registry.items():
             first = ((item.__doc__ or "").strip().splitlines() or [""])[0]
             assert len(first) > 15, f"{name}: no one-line description in its docstring"

@@ -180,13 +180,16 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_training_state(folder: Path, optimizer, scheduler, weighting, trainer: dict[str, Any]) -> None:
-    """Write the resumable parts into ``folder`` (called inside the same atomic_dir as the model files)."""
+def save_training_state(folder: Path, optimizer, scheduler, weighting, trainer: dict[str, Any],
+                        rngs: list[dict[str, torch.Tensor]]) -> None:
+    """Write the resumable parts into ``folder`` (called inside the same atomic_dir as the model files).
+    ``trainer`` holds the loop state and, under ``ranks``, each process's data order and Python/numpy RNG;
+    ``rngs`` each process's torch RNG state (CPU and CUDA), saved as ``rng.safetensors`` keys ``RANK.NAME``."""
     tensors, meta = optimizer_to_tensors(optimizer.state_dict())
     save_file(tensors, str(folder / "optimizer.safetensors"))
     save_file(_contiguous(weighting.state_dict()), str(folder / "weighting.safetensors"))
-    rng = {"torch": torch.get_rng_state()}
-    save_file(rng, str(folder / "rng.safetensors"))
+    save_file({f"{rank}.{name}": t.contiguous() for rank, state in enumerate(rngs) for name, t in state.items()},
+              str(folder / "rng.safetensors"))
     _write_json(folder / "trainer_state.json", {**trainer, "optimizer": meta, "scheduler": scheduler.state_dict()})
 
 
@@ -198,5 +201,14 @@ def load_training_state(folder: str | Path) -> dict[str, Any]:
     state = json.loads(file.read_text(encoding="utf-8"))
     state["optimizer"] = optimizer_from_tensors(load_file(str(folder / "optimizer.safetensors")), state["optimizer"])
     state["weighting_state"] = load_file(str(folder / "weighting.safetensors"))
-    state["rng_torch"] = load_file(str(folder / "rng.safetensors"))["torch"]
+    rng = load_file(str(folder / "rng.safetensors"))
+    if "ranks" not in state:  # written by one process before per-process state existed
+        state["ranks"] = [{"feeder": {"streams": state.pop("streams"), "sampler": state.pop("sampler")},
+                           "python_random": state.pop("python_random"), "numpy_random": state.pop("numpy_random")}]
+        rng = {f"0.{k}": v for k, v in rng.items()}
+    rngs: list[dict[str, torch.Tensor]] = [{} for _ in state["ranks"]]
+    for key, value in rng.items():
+        rank, _, name = key.partition(".")
+        rngs[int(rank)][name] = value
+    state["rngs"] = rngs
     return state

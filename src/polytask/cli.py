@@ -28,6 +28,12 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "accelerate", "transformers"):
@@ -66,6 +72,8 @@ def train(
         result = run_training(cfg, resume=resume, show_progress=False if no_progress else None)
     except PolytaskError as exc:
         _fail(exc)
+    if not _main_process():  # under torchrun / accelerate launch, one process prints
+        return
     for split in ("validation", "test"):
         res = getattr(result, split)
         if res:
@@ -277,24 +285,26 @@ def demo(
 
 @app.command("list")
 def list_plugins() -> None:
-    """List the registered task types, input specs, samplers, loss weightings and data formats."""
+    """List the registered task types, input specs, samplers, loss weightings, gradient methods, data formats."""
     from rich.markup import escape
 
     from polytask.data import input_specs  # noqa: F401  (registers the built-in input specs)
     from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
+    from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
     from polytask.tasks import TASKS
     from polytask.weighting import WEIGHTINGS
 
     for title, registry in (("task types", TASKS), ("input specs", INPUTS), ("samplers", SAMPLERS),
-                            ("weightings", WEIGHTINGS), ("data formats", READERS)):
+                            ("loss weightings", WEIGHTINGS), ("gradient methods", GRADIENT_METHODS),
+                            ("data formats", READERS)):
         table = Table(title=title)
         table.add_column("name")
         table.add_column("description")
         for name, item in registry.items():
-            doc = (getattr(item, "__doc__", None) or "").strip().splitlines()
-            table.add_row(name, escape(doc[0]) if doc else "")  # docstrings may hold "[E1]": not rich markup
+            doc = " ".join((getattr(item, "__doc__", None) or "").strip().split("\n\n")[0].split())
+            table.add_row(name, escape(doc))  # the first paragraph; docstrings may hold "[E1]": not rich markup
         console.print(table)
 
 

@@ -93,6 +93,7 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0)
     grad_accum: int = Field(1, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
+    step_mode: Literal["source", "every_source", "mixed"] = "source"
     num_threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True
@@ -111,6 +112,7 @@ class RunConfig(_Strict):
     tasks: dict[str, SerializeAsAny[BaseModel]]
     sampler: PluginConfig = Field(default_factory=lambda: PluginConfig(name="temperature"))
     weighting: PluginConfig = Field(default_factory=lambda: PluginConfig(name="equal"))
+    gradients: PluginConfig = Field(default_factory=lambda: PluginConfig(name="sum"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
@@ -207,6 +209,7 @@ def validate_config(
 ) -> RunConfig:
     """Validate a config mapping (already parsed); relative paths are resolved against ``base_dir``."""
     from polytask.data.readers import READERS, ReaderOptions
+    from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
     from polytask.tasks import TASKS
     from polytask.weighting import WEIGHTINGS
@@ -278,7 +281,7 @@ def validate_config(
                 f"tasks.{name}.dataset: unknown dataset {ds_name!r}; defined: {', '.join(raw_datasets) or '(none)'}"
             )
 
-    for kind, registry in (("sampler", SAMPLERS), ("weighting", WEIGHTINGS)):
+    for kind, registry in (("sampler", SAMPLERS), ("weighting", WEIGHTINGS), ("gradients", GRADIENT_METHODS)):
         raw = data.get(kind)
         if raw is None:
             continue

@@ -55,13 +55,16 @@ class MultiTaskModel(nn.Module):
         return tokens, pooled
 
     def forward(self, inputs: dict[str, torch.Tensor], task_inputs: dict[str, dict[str, torch.Tensor]] | None = None,
-                tasks: list[str] | None = None) -> dict[str, Output]:
+                tasks: list[str] | None = None, return_features: bool = False
+                ) -> dict[str, Output] | tuple[dict[str, Output], torch.Tensor]:
         """``inputs``: input_ids, attention_mask [B, T] (token_type_ids, word_index [B, W] when present);
-        ``task_inputs``: each task's own tensors. -> {task: head output}."""
+        ``task_inputs``: each task's own tensors. -> {task: head output}; with ``return_features`` also the shared
+        representation (the encoder's token vectors [B, T, H], what gradient methods differentiate through)."""
         mask = inputs["attention_mask"]
         tokens, pooled = self.encode(inputs["input_ids"], mask, inputs.get("token_type_ids"))
-        return self.heads_forward(tokens, pooled, mask, inputs.get("word_index"), task_inputs or {},
-                                  tasks or list(self.tasks))
+        out = self.heads_forward(tokens, pooled, mask, inputs.get("word_index"), task_inputs or {},
+                                 tasks or list(self.tasks))
+        return (out, tokens) if return_features else out
 
     def heads_forward(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
                       word_index: torch.Tensor | None, task_inputs: dict[str, dict[str, torch.Tensor]],

@@ -1,18 +1,17 @@
-"""The training loop, top to bottom: load, build, then step until done, evaluating and checkpointing on the way.
+"""The training recipe, top to bottom: load, build, then step until done, evaluating and checkpointing on the way.
 
-Each optimizer step draws ``grad_accum`` micro-batches; the sampler picks the input group (a dataset, or the tasks of
-a dataset that read the same input) of each, the group's batch carries the fields of every task it feeds, one
-encoder pass computes every head, and the weighting turns the per-task losses into one. HF Accelerate provides
-devices and mixed precision.
+Each optimizer step takes ``grad_accum`` micro-batches from the :class:`~polytask.training.feed.Feeder` (per
+``train.step_mode``: one input group per micro-batch, every group, or rows of several groups) and hands them to
+:func:`~polytask.training.step.training_step` with the objective (loss weighting + gradient method). HF Accelerate
+provides devices, mixed precision and DDP; every process agrees on the step count and on the sampler's draws,
+evaluation is sharded across processes, and only the main process writes checkpoints (behind barriers).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,17 @@ import torch
 
 from polytask.checkpoint import atomic_dir, load_training_state, save_training_state, write_model_files
 from polytask.config import RunConfig
-from polytask.data.batching import BatchStream, collate
 from polytask.data.loading import MultiTaskData, build_tasks, load_data
 from polytask.encoder import add_special_tokens, load_encoder
+from polytask.errors import PolytaskError
 from polytask.evaluate import aggregate, evaluate
+from polytask.gradients import build_gradient_method
 from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
+from polytask.training.distributed import gather_states, make_accelerator, rng_state, set_rng_state, shard_of
+from polytask.training.feed import Feeder
+from polytask.training.step import Objective, StepContext, StepStats, last_shared_layer, training_step
 from polytask.weighting import build_weighting
 
 log = logging.getLogger("polytask")
@@ -51,7 +54,7 @@ class LoopState:
     step: int = 0
     best: float | None = None
     evals_without_gain: int = 0
-    examples: int = 0
+    examples: int = 0  # over all processes
     seconds: float = 0.0
 
 
@@ -91,6 +94,11 @@ def build_model(cfg: RunConfig, data: MultiTaskData, encoder: torch.nn.Module, t
     return model
 
 
+def build_objective(cfg: RunConfig, task_names: list[str]) -> Objective:
+    return Objective(build_weighting(cfg.weighting.name, cfg.weighting.params, task_names),
+                     build_gradient_method(cfg.gradients.name, cfg.gradients.params, task_names))
+
+
 def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | None = None,
           show_progress: bool | None = None) -> TrainResult:
     """Train per ``cfg``; ``resume`` continues from a ``last`` checkpoint; ``stop_after`` ends the run after that
@@ -101,44 +109,55 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     seed_everything(t.seed)
-    accelerator = _accelerator("bf16" if t.precision == "bf16" else "no")
+    accelerator = make_accelerator(t.precision)
     out_dir = Path(t.output_dir)
-    main = accelerator.is_main_process
+    main, world, shard = accelerator.is_main_process, accelerator.num_processes, shard_of(accelerator)
 
-    # -- data and model --------------------------------------------------------------------------------------------
+    # -- data, model, objective ------------------------------------------------------------------------------------
     tasks = build_tasks(cfg)
     encoder, tokenizer = load_encoder(cfg.encoder.name, cfg.encoder.revision)
-    add_special_tokens(tokenizer, encoder, [t for task in tasks.values() for t in task.input.special_tokens()])
+    add_special_tokens(tokenizer, encoder, [tok for task in tasks.values() for tok in task.input.special_tokens()])
     data = load_data(cfg, tokenizer, tasks=tasks, fit=True)
-    model = build_model(cfg, data, encoder, tokenizer)
+    core = build_model(cfg, data, encoder, tokenizer)
+    objective = build_objective(cfg, list(data.tasks))
     train_splits = data.splits["train"]
-    sources = list(train_splits)
-    streams = {s: BatchStream(train_splits[s], t.batch_size, seed=t.seed + 1000 * i,
-                              rank=accelerator.process_index, world=accelerator.num_processes)
-               for i, s in enumerate(sources)}
-    steps_per_epoch = max(1, math.ceil(sum(st.batches_per_epoch for st in streams.values()) / t.grad_accum))
-    total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
-    eval_every = ev.every_steps or steps_per_epoch
+    if objective.gradients.needs_task_gradients and t.step_mode == "source" and len(train_splits) > 1:
+        log.warning("gradient method %r with step_mode 'source': a step sees only the tasks of the input groups drawn "
+                    "for its micro-batches; step_mode every_source or mixed puts every task in every step",
+                    cfg.gradients.name)
     scheduler = SourceScheduler(build_sampler(cfg.sampler.name, cfg.sampler.params),
-                                [len(train_splits[s]) for s in sources], seed=t.seed)
-    weighting = build_weighting(cfg.weighting.name, cfg.weighting.params, list(data.tasks))
-
-    optimizer = make_optimizer(param_groups(model, weighting, cfg))
+                                [len(s) for s in train_splits.values()], seed=t.seed)
+    feeder = Feeder(t.step_mode, train_splits, data.tasks, t.batch_size, scheduler, t.seed,
+                    tokenizer.pad_token_id or 0, accelerator.process_index, world)
+    steps_per_epoch = feeder.steps_per_epoch(t.grad_accum)
+    total_steps = t.max_steps or max(1, int(np.ceil(t.epochs * steps_per_epoch)))
+    eval_every = ev.every_steps or steps_per_epoch
+    optimizer = make_optimizer(param_groups(core, objective.weighting, cfg))
     lr_schedule = get_scheduler("constant_with_warmup" if t.schedule == "constant" else t.schedule, optimizer,
                                 num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
     state = LoopState()
     if resume is not None:
-        state = _restore(Path(resume), model, optimizer, lr_schedule, weighting, streams, scheduler)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    weighting.to(accelerator.device)
-    core: MultiTaskModel = accelerator.unwrap_model(model)
-    pad_id = tokenizer.pad_token_id or 0
+        state = _restore(Path(resume), core, optimizer, lr_schedule, objective, feeder, accelerator)
+    if objective.gradients.needs_task_gradients:  # the step reduces gradients itself: no DDP wrapper
+        model = core.to(accelerator.device)
+        _broadcast_parameters(core, accelerator)
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(core, optimizer)
+    objective.weighting.to(accelerator.device)
+    objective.gradients.to(accelerator.device)
+    ctx = StepContext(accelerator, model, optimizer,
+                      shared=[p for p in core.encoder.parameters() if p.requires_grad],
+                      shared_layer=last_shared_layer(core.encoder) if objective.weighting.reads_shared_layer else [],
+                      grad_clip=t.grad_clip)
     metrics_log = MetricsLog(out_dir, enabled=main)
     if main:
-        (out_dir / "run_config.yaml").parent.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-        log.info("training %d tasks from %d sources for %d steps (%d per epoch), %s parameters",
-                 len(data.tasks), len(sources), total_steps, steps_per_epoch, f"{core.num_parameters():,}")
+        log.info("training %d tasks from %d input groups for %d steps (%d per epoch, step mode %s, %d process%s), "
+                 "%s parameters", len(data.tasks), len(train_splits), total_steps, steps_per_epoch, t.step_mode,
+                 world, "es" if world > 1 else "", f"{core.num_parameters():,}")
+    accelerator.wait_for_everyone()
 
     # -- the loop --------------------------------------------------------------------------------------------------
     running, speed = RunningLoss(), Throughput()
@@ -150,118 +169,111 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     while state.step < total_steps:
         progress = Progress(step=state.step, total_steps=total_steps, epoch=state.step / steps_per_epoch,
                             num_epochs=total_steps / steps_per_epoch)
-        step_losses: dict[str, float] = {}
-        step_weights: dict[str, float] = {}
-        for micro in range(t.grad_accum):
-            source = sources[scheduler.next(progress)]
-            split = train_splits[source]
-            indices = streams[source].next_indices()
-            batch = collate(split, indices, data.tasks, pad_id).to(accelerator.device)
-            sync = micro == t.grad_accum - 1
-            with nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
-                outputs = model(batch.inputs, batch.task_inputs, tasks=split.tasks)
-                losses = {n: loss for n in split.tasks
-                          if (loss := data.tasks[n].loss(outputs[n], batch.targets[n])) is not None}
-                total, weights = weighting.combine(losses, progress)
-            accelerator.backward(total / t.grad_accum)
-            step_losses.update({n: float(v.detach()) for n, v in losses.items()})
-            step_weights.update(weights)
-            state.examples += len(indices)
-            speed.add(len(indices) * accelerator.num_processes)
-        if accelerator.num_processes > 1:  # DDP syncs the model's gradients, not the loss weighting's
-            for p in weighting.parameters():
-                if p.grad is not None:
-                    p.grad = accelerator.reduce(p.grad, reduction="mean")
-        if t.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
+        micro_batches = [feeder.micro_batch(progress) for _ in range(t.grad_accum)]
+        stats = training_step(micro_batches, ctx, data.tasks, objective, progress)
         lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        running.update(step_losses)
+        state.examples += stats.examples * world
+        speed.add(stats.examples * world)
+        running.update(stats.losses)
         bar.update(1)
-
         if state.step % t.log_every == 0 or state.step == total_steps:
-            rate = speed.read()
-            bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in running.values.items()) + f" | {rate:.1f} ex/s")
-            probs = scheduler.sampler.probabilities([len(train_splits[s]) for s in sources], progress)
-            metrics_log.write({"type": "train", "step": state.step, "epoch": round(progress.epoch, 4),
-                               "lr": lr_schedule.get_last_lr()[0], "loss": dict(running.values),
-                               "weight": step_weights, "sampling": dict(zip(sources, map(float, probs))),
-                               "examples_per_s": rate})
-
+            _log_step(metrics_log, bar, state, progress, running, speed, stats, lr_schedule, feeder)
         if stop_after is not None and state.step >= stop_after and state.step < total_steps:
             state.seconds = time.perf_counter() - started
-            _checkpoint(core, out_dir / "last", optimizer, lr_schedule, weighting, streams, scheduler, state, main)
+            _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
             bar.close()
             metrics_log.close()
             return TrainResult(out_dir, out_dir / "best", state.step, state.best, None, None, state.seconds, history)
-
         if state.step % eval_every == 0 or state.step == total_steps:
-            record = _evaluate_and_keep_best(core, data, cfg, state, out_dir, main)
+            record = _evaluate_and_keep_best(core, data, cfg, state, out_dir, accelerator)
             if record is not None:
                 history.append(record)
                 metrics_log.write(record)
-                bar.write(_eval_line(record))
+                if main:
+                    bar.write(_eval_line(record))
             state.seconds = time.perf_counter() - started
-            _checkpoint(core, out_dir / "last", optimizer, lr_schedule, weighting, streams, scheduler, state, main)
+            _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
             if ev.patience and state.evals_without_gain >= ev.patience:
-                bar.write(f"early stopping at step {state.step}: no gain in {ev.patience} evaluations")
+                if main:
+                    bar.write(f"early stopping at step {state.step}: no gain in {ev.patience} evaluations")
                 break
     bar.close()
     state.seconds = time.perf_counter() - started
-
-    # -- final: the best model on test -----------------------------------------------------------------------------
-    best_dir = out_dir / "best"
-    if "validation" not in data.splits or not data.splits["validation"]:
-        log.warning("no validation split: the final model is saved as 'best' without model selection")
-        if main:
-            with atomic_dir(best_dir) as tmp:
-                write_model_files(core, tmp, {"step": state.step})
-    best = MultiTaskModel.from_pretrained(best_dir, device=accelerator.device)
-    validation = evaluate(best, data, "validation", t.eval_batch_size, t.precision) if data.splits.get(
-        "validation") else None
-    test = evaluate(best, data, "test", t.eval_batch_size, t.precision) if data.splits.get("test") else None
-    summary = {"step": state.step, "best_metric": state.best, "metric": ev.metric, "validation": validation,
-               "test": test, "train_seconds": round(state.seconds, 2), "train_examples": state.examples}
-    if main:
-        with atomic_dir(best_dir) as tmp:
-            write_model_files(best, tmp, summary)
-        if test is not None:
-            metrics_log.write({"type": "eval", "step": state.step, "split": "test", **test})
-    metrics_log.close()
-    return TrainResult(out_dir, best_dir, state.step, state.best, validation, test, state.seconds, history)
+    return _finish(core, data, cfg, state, out_dir, accelerator, metrics_log, history)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers of the loop
 
 
-def _accelerator(mixed_precision: str):
-    """Accelerate keeps its settings in a process-wide singleton; a second run in the same process (baselines,
-    benchmarks, notebooks) with another precision must reset it. The process group (PartialState) is kept."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
+def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: LoopState, out_dir: Path,
+            accelerator: Any, metrics_log: MetricsLog, history: list[dict[str, Any]]) -> TrainResult:
+    """The best model (or the final one, without validation data) scored on validation and test; saved with the
+    summary in best/."""
+    t, main, shard = cfg.train, accelerator.is_main_process, shard_of(accelerator)
+    best_dir = out_dir / "best"
+    if not data.splits.get("validation"):
+        log.warning("no validation split: the final model is saved as 'best' without model selection")
+        if main:
+            with atomic_dir(best_dir) as tmp:
+                write_model_files(core, tmp, {"step": state.step})
+    accelerator.wait_for_everyone()  # best/ is complete before any process reads it
+    best = MultiTaskModel.from_pretrained(best_dir, device=accelerator.device)
+    validation = evaluate(best, data, "validation", t.eval_batch_size, t.precision, shard) if data.splits.get(
+        "validation") else None
+    test = evaluate(best, data, "test", t.eval_batch_size, t.precision, shard) if data.splits.get("test") else None
+    summary = {"step": state.step, "best_metric": state.best, "metric": cfg.evaluation.metric,
+               "validation": validation, "test": test, "train_seconds": round(state.seconds, 2),
+               "train_examples": state.examples, "processes": accelerator.num_processes}
+    if main:
+        with atomic_dir(best_dir) as tmp:
+            write_model_files(best, tmp, summary)
+        if test is not None:
+            metrics_log.write({"type": "eval", "step": state.step, "split": "test", **test})
+    metrics_log.close()
+    accelerator.wait_for_everyone()
+    return TrainResult(out_dir, best_dir, state.step, state.best, validation, test, state.seconds, history)
 
-    if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mixed_precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+
+def _broadcast_parameters(model: torch.nn.Module, accelerator: Any) -> None:
+    """Start every process from rank 0's weights (the DDP wrapper does this itself; the Jacobian path has none)."""
+    if accelerator.num_processes < 2:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def _log_step(metrics_log: MetricsLog, bar: Any, state: LoopState, progress: Progress, running: RunningLoss,
+              speed: Throughput, stats: StepStats, lr_schedule: Any, feeder: Feeder) -> None:
+    rate = speed.read()
+    bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in running.values.items()) + f" | {rate:.1f} ex/s")
+    record = {"type": "train", "step": state.step, "epoch": round(progress.epoch, 4),
+              "lr": lr_schedule.get_last_lr()[0], "loss": dict(running.values), "weight": stats.weights,
+              "sampling": feeder.shares(progress), "examples_per_s": rate}
+    if stats.gradient_weights:
+        record["gradient_weight"] = stats.gradient_weights
+    metrics_log.write(record)
 
 
 def _evaluate_and_keep_best(model: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: LoopState,
-                            out_dir: Path, main: bool) -> dict[str, Any] | None:
+                            out_dir: Path, accelerator: Any) -> dict[str, Any] | None:
     if not data.splits.get("validation"):
         return None
-    result = evaluate(model, data, "validation", cfg.train.eval_batch_size, cfg.train.precision)
+    result = evaluate(model, data, "validation", cfg.train.eval_batch_size, cfg.train.precision,
+                      shard_of(accelerator))
     value = aggregate(result, model.tasks, cfg.evaluation.metric)
     better = value is not None and (state.best is None or (
         value > state.best if cfg.evaluation.mode == "max" else value < state.best))
-    if better:
+    if better:  # every process computed the same metrics, so they agree on this
         state.best, state.evals_without_gain = value, 0
-        if main:
+        if accelerator.is_main_process:
             with atomic_dir(out_dir / "best") as tmp:
                 write_model_files(model, tmp, {"step": state.step, "validation": result, "best_metric": value})
+        accelerator.wait_for_everyone()
     else:
         state.evals_without_gain += 1
     return {"type": "eval", "step": state.step, **result, "aggregate": value, "best": state.best}
@@ -274,37 +286,46 @@ def _eval_line(record: dict[str, Any]) -> str:
     return f"step {record['step']} validation | " + " | ".join(parts) + (f" | aggregate={agg:.4f}" if agg else "")
 
 
-def _checkpoint(model: MultiTaskModel, folder: Path, optimizer, lr_schedule, weighting, streams, scheduler,
-                state: LoopState, main: bool) -> None:
-    if not main:
-        return
-    with atomic_dir(folder) as tmp:
-        write_model_files(model, tmp, None)
-        save_training_state(tmp, optimizer, lr_schedule, weighting, {
-            "step": state.step, "best": state.best, "evals_without_gain": state.evals_without_gain,
-            "examples": state.examples, "seconds": state.seconds,
-            "streams": {s: st.state_dict() for s, st in streams.items()}, "sampler": scheduler.state_dict(),
-            "python_random": _jsonable(random.getstate()), "numpy_random": _jsonable(np.random.get_state()),
-        })
+def _checkpoint(model: MultiTaskModel, folder: Path, optimizer: Any, lr_schedule: Any, objective: Objective,
+                feeder: Feeder, state: LoopState, accelerator: Any) -> None:
+    """``last/``: the model, optimizer, scheduler, weighting, and every process's data order and RNG state."""
+    mine = {"feeder": feeder.state_dict(), "python_random": _jsonable(random.getstate()),
+            "numpy_random": _jsonable(np.random.get_state()),
+            "rng": {k: v.tolist() for k, v in rng_state().items()}}
+    ranks = gather_states(accelerator, mine)  # every process takes part; the main one writes
+    if accelerator.is_main_process:
+        rngs = [{k: torch.tensor(v, dtype=torch.uint8) for k, v in r.pop("rng").items()} for r in ranks]
+        with atomic_dir(folder) as tmp:
+            write_model_files(model, tmp, None)
+            save_training_state(tmp, optimizer, lr_schedule, objective.weighting, {
+                "step": state.step, "best": state.best, "evals_without_gain": state.evals_without_gain,
+                "examples": state.examples, "seconds": state.seconds, "processes": accelerator.num_processes,
+                "ranks": ranks}, rngs)
+    accelerator.wait_for_everyone()
 
 
-def _restore(folder: Path, model: MultiTaskModel, optimizer, lr_schedule, weighting, streams,
-             scheduler) -> LoopState:
+def _restore(folder: Path, model: MultiTaskModel, optimizer: Any, lr_schedule: Any, objective: Objective,
+             feeder: Feeder, accelerator: Any) -> LoopState:
     from safetensors.torch import load_file
 
     saved = load_training_state(folder)
+    processes = saved.get("processes", 1)
+    if processes != accelerator.num_processes:
+        raise PolytaskError(f"{folder}: saved by {processes} process(es), resumed with {accelerator.num_processes}: "
+                            "each process's data order and random state cannot be carried over; resume with the "
+                            "same number of processes")
     model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
     optimizer.load_state_dict(saved["optimizer"])
     lr_schedule.load_state_dict(saved["scheduler"])
-    weighting.load_state_dict(saved["weighting_state"])
-    for s, st in saved["streams"].items():
-        if s not in streams:
-            raise ValueError(f"{folder}: checkpoint has source {s!r} that the config does not define")
-        streams[s].load_state_dict(st)
-    scheduler.load_state_dict(saved["sampler"])
-    torch.set_rng_state(saved["rng_torch"])
-    random.setstate(_tuples(saved["python_random"]))
-    np.random.set_state(tuple(saved["numpy_random"]))  # type: ignore[arg-type]
+    objective.weighting.load_state_dict(saved["weighting_state"])
+    mine = saved["ranks"][accelerator.process_index]
+    try:
+        feeder.load_state_dict(mine["feeder"])
+    except ValueError as exc:
+        raise PolytaskError(f"{folder}: {exc}") from None
+    set_rng_state(saved["rngs"][accelerator.process_index])
+    random.setstate(_tuples(mine["python_random"]))
+    np.random.set_state(tuple(mine["numpy_random"]))  # type: ignore[arg-type]
     return LoopState(step=saved["step"], best=saved["best"], evals_without_gain=saved["evals_without_gain"],
                      examples=saved["examples"], seconds=saved["seconds"])
 

@@ -93,6 +93,15 @@ class SourceScheduler:
         self.sizes = [int(n) for n in check_sizes(sizes)]
         self._rng = np.random.Generator(np.random.PCG64(seed))
 
+    def probabilities(self, progress: Progress) -> np.ndarray:
+        """The sampler's probability of each source [S] at ``progress``."""
+        return self.sampler.probabilities(self.sizes, progress)
+
+    def counts(self, rows: int, progress: Progress) -> np.ndarray:
+        """How many of ``rows`` rows each source gives to a heterogeneous batch: a multinomial draw from the
+        probabilities, with the scheduler's own generator (so it resumes exactly)."""
+        return self._rng.multinomial(rows, self.probabilities(progress))
+
     def next(self, progress: Progress) -> int:
         """The index (into ``sizes``) of the source feeding the next micro-batch."""
         probs = self.sampler.probabilities(self.sizes, progress)

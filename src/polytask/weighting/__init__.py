@@ -4,7 +4,7 @@ Importing this package registers every built-in weighting in ``WEIGHTINGS``; a n
 registers itself and is imported below.
 """
 
-from polytask.weighting import dwa, equal, static, uncertainty  # noqa: F401  (registration)
+from polytask.weighting import dwa, equal, famo, gradnorm, static, uncertainty  # noqa: F401  (registration)
 from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingParams, build_weighting
 
 __all__ = ["WEIGHTINGS", "LossWeighting", "WeightingParams", "build_weighting"]

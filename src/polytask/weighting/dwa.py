@@ -13,13 +13,14 @@ autograd: they follow from past loss values, not from this step's graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, Field
 
 from polytask.sampling.base import Progress
-from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingParams
+from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingContext, WeightingParams
 
 # Rolling more than this many windows at once leaves both remembered windows empty, as any larger jump would.
 _MAX_ROLLS = 3
@@ -35,7 +36,8 @@ class DWAParams(WeightingParams):
 class DWAWeighting(LossWeighting):
     """Dynamic Weight Average (Liu et al. 2019): weights from the softmax of each loss's recent rate of decrease.
 
-    Buffers (all [K] unless noted, saved for resumption): ``sums``/``counts`` of the window being filled,
+    Buffers (all [K] unless noted, saved for resumption): ``sums``/``counts`` of the window being filled (plus
+    ``pending_sums``/``pending_counts`` of the step under way),
     ``prev_mean``/``prev_count`` of window t−1 and ``prev2_mean``/``prev2_count`` of t−2, the current ``weight``,
     and scalars ``window_id`` (the window being filled, −1 before the first call) and ``completed`` (windows
     finished)."""
@@ -48,6 +50,9 @@ class DWAWeighting(LossWeighting):
         k = len(self.task_names)
         for name in ("sums", "counts", "prev_mean", "prev_count", "prev2_mean", "prev2_count"):
             self.register_buffer(name, torch.zeros(k))
+        # this step's losses, merged into sums/counts at the end of the step (summed over processes under DDP)
+        self.register_buffer("pending_sums", torch.zeros(k))
+        self.register_buffer("pending_counts", torch.zeros(k))
         self.register_buffer("weight", torch.ones(k))
         self.register_buffer("window_id", torch.tensor(-1, dtype=torch.long))
         self.register_buffer("completed", torch.tensor(0, dtype=torch.long))
@@ -58,18 +63,35 @@ class DWAWeighting(LossWeighting):
             return progress.epoch_index
         return progress.step // self.params.window
 
-    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress, context: WeightingContext
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         self._advance(self.window_of(progress))
         values = torch.stack([loss.float() for loss in losses.values()])  # [P], P = tasks present
         index = torch.tensor([self.index[name] for name in losses], device=self.sums.device)
-        self.sums.index_add_(0, index, values.detach().to(self.sums.device))
-        self.counts.index_add_(0, index, torch.ones(len(losses), device=self.sums.device))
+        self.pending_sums.index_add_(0, index, values.detach().to(self.sums.device))
+        self.pending_counts.index_add_(0, index, torch.ones(len(losses), device=self.sums.device))
         used = self.weight[index]  # [P], a buffer: no gradient flows into the weights
-        return (used.to(values.device) * values).sum(), dict(zip(losses, used.tolist()))
+        terms = used.to(values.device) * values
+        return dict(zip(losses, terms.unbind())), dict(zip(losses, used.tolist()))
+
+    @torch.no_grad()
+    def end_step(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Merge this step's losses into the window, summed over processes: every process then holds the same
+        averages and weights (each process sees only its own batches)."""
+        self.pending_sums.copy_(reduce(self.pending_sums))
+        self.pending_counts.copy_(reduce(self.pending_counts))
+        self._merge_pending()
+
+    def _merge_pending(self) -> None:
+        self.sums.add_(self.pending_sums)
+        self.counts.add_(self.pending_counts)
+        self.pending_sums.zero_()
+        self.pending_counts.zero_()
 
     @torch.no_grad()
     def _advance(self, window: int) -> None:
         """Close the windows before ``window`` and recompute the weights once two are complete."""
+        self._merge_pending()  # without end_step calls (one process, a direct caller), each step merges here
         current = int(self.window_id)
         if current < 0:
             self.window_id.fill_(window)

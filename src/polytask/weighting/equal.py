@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 
 from polytask.sampling.base import Progress
-from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingParams, weighted_sum
+from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingContext, WeightingParams, weighted_terms
 
 
 class EqualParams(WeightingParams):
@@ -20,6 +20,7 @@ class EqualWeighting(LossWeighting):
 
     Params: ClassVar[type[WeightingParams]] = EqualParams
 
-    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress, context: WeightingContext
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         weights = {name: 1.0 for name in losses}
-        return weighted_sum(losses, weights), weights
+        return weighted_terms(losses, weights), weights

@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from polytask.sampling.base import Progress
-from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingParams, weighted_sum
+from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingContext, WeightingParams, weighted_terms
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -36,6 +36,7 @@ class StaticWeighting(LossWeighting):
         return [f"weights: unknown task {name!r}; known tasks: {known}"
                 for name in params.weights if name not in task_names]
 
-    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress, context: WeightingContext
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         weights = {name: float(self.params.weights.get(name, self.params.default)) for name in losses}
-        return weighted_sum(losses, weights), weights
+        return weighted_terms(losses, weights), weights

@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel
 
 from polytask.sampling.base import Progress
-from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingParams
+from polytask.weighting.base import WEIGHTINGS, LossWeighting, WeightingContext, WeightingParams
 
 
 class UncertaintyParams(WeightingParams):
@@ -45,10 +45,11 @@ class UncertaintyWeighting(LossWeighting):
         # One [K] tensor rather than a ParameterDict: task names may contain dots, which module keys may not.
         self.log_var = torch.nn.Parameter(torch.zeros(len(self.task_names)))
 
-    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+    def _combine(self, losses: dict[str, torch.Tensor], progress: Progress, context: WeightingContext
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         index = torch.tensor([self.index[name] for name in losses], device=self.log_var.device)
         s = self.log_var[index]  # [P], P = tasks present
         values = torch.stack([loss.float() for loss in losses.values()])  # [P]
         precision = torch.exp(-s)
-        total = (precision * values + s).sum()
-        return total, dict(zip(losses, precision.detach().tolist()))
+        terms = precision * values + s  # task t's term holds its own regulariser s_t
+        return dict(zip(losses, terms.unbind())), dict(zip(losses, precision.detach().tolist()))

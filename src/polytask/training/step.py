@@ -1,0 +1,225 @@
+"""One optimizer step as a function: ``training_step(micro_batches, ctx, tasks, objective, progress) -> StepStats``.
+
+The training loop, the single-task baselines (through ``train``) and ``benchmarks/profile_training.py`` all call it;
+there is no other copy of the step. The objective is a loss weighting (per-task weighted terms) and a gradient
+method (how the per-task gradients of the shared encoder become one update); the step branches on the capabilities
+they declare, never on their names:
+
+- gradient method without ``needs_task_gradients`` (``sum``): forward, weighted total, backward, per micro-batch;
+  under DDP the gradients are all-reduced by the DDP wrapper in the last micro-batch's backward.
+- with ``needs_task_gradients``: per micro-batch, torchjd's ``mtl_backward`` gives the Jacobian of the tasks' terms
+  with respect to the shared encoder parameters through the shared representation (the encoder output) and the
+  heads' plain gradients; the Jacobians are summed over the step's micro-batches (rows = the step's tasks), averaged
+  over processes under DDP, and aggregated once into the encoder's ``.grad``.
+
+Then the learned loss weights' gradients are averaged over processes, the norm is clipped, the optimizer steps, and
+the weighting gets its hooks (``after_step`` with the losses of the same batches after the update; ``end_step``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from polytask.gradients.base import GradientMethod
+from polytask.sampling.base import Progress
+from polytask.tasks import Task
+from polytask.training.feed import MicroBatch
+from polytask.weighting.base import LossWeighting, WeightingContext
+
+
+AGGREGATION_SEED = 7919
+
+
+@dataclass
+class Objective:
+    """What a step minimises: the loss weighting and the gradient method."""
+
+    weighting: LossWeighting
+    gradients: GradientMethod
+
+
+@dataclass
+class StepContext:
+    """The moving parts a step works on (built once by the trainer)."""
+
+    accelerator: Any
+    model: nn.Module  # as prepared: DDP-wrapped under DDP when the gradient method uses plain backward
+    optimizer: torch.optim.Optimizer
+    shared: list[nn.Parameter]  # the encoder's trainable parameters (rows of the Jacobian's columns)
+    shared_layer: list[nn.Parameter] = field(default_factory=list)  # the last shared layer (for GradNorm)
+    grad_clip: float | None = None
+    timings: dict[str, float] | None = None  # phase -> seconds, accumulated when given (profiling)
+
+    @property
+    def distributed(self) -> bool:
+        return self.accelerator.num_processes > 1
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="mean") if self.distributed else tensor
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="sum") if self.distributed else tensor
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        if self.timings is None:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class StepStats:
+    losses: dict[str, float]  # mean raw loss per task over the micro-batches that had it
+    weights: dict[str, float]  # loss weights (the weighting's)
+    gradient_weights: dict[str, float]  # row weights of the gradient method (empty for sum)
+    examples: int  # rows of this process
+
+
+def forward_losses(model: nn.Module, micro_batch: MicroBatch, tasks: dict[str, Task], features: bool = False
+                   ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Every part's encoder pass and heads -> ({task: loss} for the tasks some row labels, [encoder outputs])."""
+    losses: dict[str, torch.Tensor] = {}
+    shared: list[torch.Tensor] = []
+    for part in micro_batch.parts:
+        out = model(part.batch.inputs, part.batch.task_inputs, tasks=part.tasks, return_features=features)
+        if features:
+            out, tokens = out
+            shared.append(tokens)
+        for name in part.tasks:
+            loss = tasks[name].loss(out[name], part.batch.targets[name])
+            if loss is not None:
+                losses[name] = loss if name not in losses else losses[name] + loss
+    return losses, shared
+
+
+def training_step(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict[str, Task], objective: Objective,
+                  progress: Progress) -> StepStats:
+    """Forward, backward (or per-task Jacobians and their aggregation), clip, optimizer step, weighting hooks."""
+    weighting, method = objective.weighting, objective.gradients
+    wctx = WeightingContext(ctx.shared_layer, ctx.mean)
+    seen: dict[str, list[float]] = {}
+    weights: dict[str, float] = {}
+    gradient_weights: dict[str, float] = {}
+    if method.needs_task_gradients:
+        gradient_weights = _task_gradient_backward(micro_batches, ctx, tasks, objective, progress, wctx, seen, weights)
+    else:
+        for i, micro in enumerate(micro_batches):
+            sync = i == len(micro_batches) - 1
+            with nullcontext() if sync else ctx.accelerator.no_sync(ctx.model):
+                with ctx.timed("forward"), ctx.accelerator.autocast():
+                    losses, _ = forward_losses(ctx.model, micro, tasks)
+                    combined = weighting.combine(losses, progress, wctx)
+                with ctx.timed("backward"):
+                    ctx.accelerator.backward(combined.total / len(micro_batches))
+            _record(losses, combined.weights, seen, weights)
+    with ctx.timed("optimizer"):
+        for p in weighting.parameters():  # the weighting is not inside the DDP wrapper: average its gradients here
+            if p.grad is not None and ctx.distributed:
+                p.grad = ctx.mean(p.grad)
+        if ctx.grad_clip:
+            ctx.accelerator.clip_grad_norm_(ctx.model.parameters(), ctx.grad_clip)
+        ctx.optimizer.step()
+        ctx.optimizer.zero_grad(set_to_none=True)
+        if weighting.needs_losses_after_step:
+            weighting.after_step(_losses_after(micro_batches, ctx, tasks, weighting), progress, wctx)
+        weighting.end_step(ctx.sum)
+    return StepStats({n: sum(v) / len(v) for n, v in seen.items()}, weights, gradient_weights,
+                     sum(m.size for m in micro_batches))
+
+
+def _record(losses: dict[str, torch.Tensor], used: dict[str, float], seen: dict[str, list[float]],
+            weights: dict[str, float]) -> None:
+    for name, loss in losses.items():
+        seen.setdefault(name, []).append(float(loss.detach()))
+    weights.update(used)
+
+
+def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict[str, Task],
+                            objective: Objective, progress: Progress, wctx: WeightingContext,
+                            seen: dict[str, list[float]], weights: dict[str, float]) -> dict[str, float]:
+    """Accumulate the step's per-task Jacobian of the shared parameters (float32 [m, n]) and the heads' gradients,
+    average both over processes, write the gradient method's aggregate into the shared parameters' ``.grad``."""
+    from torchjd.autojac import mtl_backward
+
+    order = {name: i for i, name in enumerate(tasks)}
+    step_tasks = sorted({t for m in micro_batches for t in m.tasks}, key=order.__getitem__)
+    rows = {t: i for i, t in enumerate(step_tasks)}
+    sizes = [p.numel() for p in ctx.shared]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    jacobian = torch.zeros(len(step_tasks), sum(sizes), device=ctx.shared[0].device)
+    for micro in micro_batches:
+        with ctx.timed("forward"), ctx.accelerator.autocast():
+            losses, features = forward_losses(ctx.model, micro, tasks, features=True)
+            combined = objective.weighting.combine(losses, progress, wctx)
+        _record(losses, combined.weights, seen, weights)
+        present = list(combined.terms)
+        if not present:
+            continue
+        with ctx.timed("backward"):
+            # retain_graph: a weighting may compute its terms as one vector (shared nodes in every task's graph)
+            mtl_backward([combined.terms[t] / len(micro_batches) for t in present], features=features,
+                         shared_params=ctx.shared, retain_graph=True)
+            index = torch.tensor([rows[t] for t in present], device=jacobian.device)
+            for p, start, size in zip(ctx.shared, starts, sizes):
+                jac = getattr(p, "jac", None)
+                if jac is not None:
+                    jacobian[index, start : start + size] += jac.reshape(len(present), -1).float()
+                    del p.jac
+    with ctx.timed("aggregate"):
+        if ctx.distributed:  # every process holds its own batches' Jacobian: average them before aggregating
+            jacobian = ctx.mean(jacobian)
+            shared = {id(p) for p in ctx.shared}
+            for p in ctx.model.parameters():
+                if p.grad is not None and id(p) not in shared:
+                    p.grad = ctx.mean(p.grad)
+        # Methods may draw random numbers (PCGrad's task order, GradDrop's signs): from a generator seeded by the
+        # step, so that every process draws the same ones (their global RNGs differ: dropout over different shapes)
+        # and the global stream (dropout) is left as it was.
+        devices = [jacobian.device.index or 0] if jacobian.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(AGGREGATION_SEED + progress.step)
+            update, gradient_weights = objective.gradients.aggregate(jacobian, step_tasks, progress)
+        for p, start, size in zip(ctx.shared, starts, sizes):
+            p.grad = update[start : start + size].view_as(p).to(p.dtype).clone()
+    return gradient_weights
+
+
+def _losses_after(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict[str, Task],
+                  weighting: LossWeighting) -> dict[str, torch.Tensor]:
+    """The raw losses of the step's batches under the updated model, per task averaged over the micro-batches that
+    had it and over processes (a task absent everywhere is left out)."""
+    names = weighting.task_names
+    sums = torch.zeros(len(names), device=ctx.shared[0].device if ctx.shared else None)
+    counts = torch.zeros_like(sums)
+    with torch.no_grad(), ctx.accelerator.autocast():
+        for micro in micro_batches:
+            losses, _ = forward_losses(ctx.model, micro, tasks)
+            for name, loss in losses.items():
+                sums[names.index(name)] += loss.float()
+                counts[names.index(name)] += 1
+    sums, counts = ctx.sum(sums), ctx.sum(counts)
+    return {n: sums[i] / counts[i] for i, n in enumerate(names) if counts[i] > 0}
+
+
+def last_shared_layer(encoder: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the encoder's last module holding a weight matrix (GradNorm's W: for BERT-like encoders the
+    output dense layer of the top Transformer block)."""
+    last: nn.Module | None = None
+    for module in encoder.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2 and weight.requires_grad:
+            last = module
+    return [p for p in last.parameters(recurse=False) if p.requires_grad] if last is not None else []
+
