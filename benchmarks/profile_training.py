@@ -55,7 +55,8 @@ def main() -> None:
     split = data.splits["train"]["snips"]
     results = {"read_and_tokenize_s": read_tokenize_s, "rows": len(split), "precisions": {}}
     table = Table(title=f"ms per training step (batch {args.batch_size}, SNIPS intent+slots, MiniLM, "
-                        f"{torch.get_num_threads()} threads, {'fused' if args.fused else 'default'} AdamW); reading+tokenising {len(split)} rows once: "
+                        f"{torch.get_num_threads()} threads, {'fused' if args.fused else 'default'} AdamW); "
+                        f"reading+tokenising {len(split)} rows once: "
                         f"{read_tokenize_s:.2f} s")
     for col in ("precision", "collate", "forward+loss", "backward", "optimizer", "total", "examples/s"):
         table.add_column(col, justify="right")

@@ -59,3 +59,10 @@ def test_qa_and_relation_benchmarks_smoke() -> None:
                               text=True, timeout=600, cwd=REPO)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert marker in proc.stdout, proc.stdout[-2000:]
+
+
+def test_mtl_methods_benchmark_smoke() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mtl_methods.py"), "--smoke", "--seeds", "1",
+                           "--methods", "equal,pcgrad"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Δm%" in proc.stdout and "pcgrad" in proc.stdout, proc.stdout[-2000:]

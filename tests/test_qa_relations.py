@@ -22,7 +22,8 @@ from conftest import make_sentiment_csv, write_yaml
 from toydata import make_semeval, make_spert, make_squad
 
 QUESTION = "where is the weather"
-CONTEXT = "quite the show the weather in tokyo is great and the music by adele is loud ."  # 3 filler words, as in training
+# 3 filler words before the sentence, as in the training contexts
+CONTEXT = "quite the show the weather in tokyo is great and the music by adele is loud ."
 MARKED = "the <e1>cat</e1> in the <e2>dog</e2> was great ."
 SENTENCE = "sting lives in oslo ."
 

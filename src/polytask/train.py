@@ -55,7 +55,9 @@ class LoopState:
     best: float | None = None
     evals_without_gain: int = 0
     examples: int = 0  # over all processes
-    seconds: float = 0.0
+    seconds: float = 0.0  # the loop, evaluation and checkpoints included
+    step_seconds: float = 0.0  # building the micro-batches and training_step only (what ms/step reports) ...
+    timed_steps: int = 0  # ... over these steps: all but the first of a process, which pays one-time costs
 
 
 def seed_everything(seed: int) -> None:
@@ -165,12 +167,17 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     bar = progress_bar(total_steps, desc="train", unit="step", initial=state.step, enabled=show and main)
     history: list[dict[str, Any]] = []
     started = time.perf_counter() - state.seconds
+    state_at_start = state.step
     model.train()
     while state.step < total_steps:
         progress = Progress(step=state.step, total_steps=total_steps, epoch=state.step / steps_per_epoch,
                             num_epochs=total_steps / steps_per_epoch)
+        step_started = time.perf_counter()
         micro_batches = [feeder.micro_batch(progress) for _ in range(t.grad_accum)]
         stats = training_step(micro_batches, ctx, data.tasks, objective, progress)
+        if state.step != state_at_start:  # not the first step this process runs (lazy imports, allocator)
+            state.step_seconds += time.perf_counter() - step_started
+            state.timed_steps += 1
         lr_schedule.step()
         state.step += 1
         state.examples += stats.examples * world
@@ -225,7 +232,9 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
     test = evaluate(best, data, "test", t.eval_batch_size, t.precision, shard) if data.splits.get("test") else None
     summary = {"step": state.step, "best_metric": state.best, "metric": cfg.evaluation.metric,
                "validation": validation, "test": test, "train_seconds": round(state.seconds, 2),
-               "train_examples": state.examples, "processes": accelerator.num_processes}
+               "step_seconds": round(state.step_seconds, 3), "timed_steps": state.timed_steps,
+               "train_examples": state.examples,
+               "processes": accelerator.num_processes}
     if main:
         with atomic_dir(best_dir) as tmp:
             write_model_files(best, tmp, summary)
@@ -299,7 +308,9 @@ def _checkpoint(model: MultiTaskModel, folder: Path, optimizer: Any, lr_schedule
             write_model_files(model, tmp, None)
             save_training_state(tmp, optimizer, lr_schedule, objective.weighting, {
                 "step": state.step, "best": state.best, "evals_without_gain": state.evals_without_gain,
-                "examples": state.examples, "seconds": state.seconds, "processes": accelerator.num_processes,
+                "examples": state.examples, "seconds": state.seconds, "step_seconds": state.step_seconds,
+                "timed_steps": state.timed_steps,
+                "processes": accelerator.num_processes,
                 "ranks": ranks}, rngs)
     accelerator.wait_for_everyone()
 
@@ -327,7 +338,8 @@ def _restore(folder: Path, model: MultiTaskModel, optimizer: Any, lr_schedule: A
     random.setstate(_tuples(mine["python_random"]))
     np.random.set_state(tuple(mine["numpy_random"]))  # type: ignore[arg-type]
     return LoopState(step=saved["step"], best=saved["best"], evals_without_gain=saved["evals_without_gain"],
-                     examples=saved["examples"], seconds=saved["seconds"])
+                     examples=saved["examples"], seconds=saved["seconds"],
+                     step_seconds=saved.get("step_seconds", 0.0), timed_steps=saved.get("timed_steps", 0))
 
 
 def _jsonable(value: Any) -> Any:

@@ -208,8 +208,8 @@ class EntityPairInput(InputSpec):
             try:
                 text, e1, e2 = parse_markers(item)
             except ValueError as exc:
-                raise DataError(str(exc), location=row.location, field="text", value=item,
-                                allowed="one <e1>..</e1> and one <e2>..</e2> around disjoint, non-empty spans") from None
+                allowed = "one <e1>..</e1> and one <e2>..</e2> around disjoint, non-empty spans"
+                raise DataError(str(exc), location=row.location, field="text", value=item, allowed=allowed) from None
             example = text_example(row, index, text, "text", None, None, False)
             return self._with_spans(example, (e1, e2), "text")
         mapping: Mapping[str, Any] = item  # type: ignore[assignment]

@@ -1,8 +1,8 @@
 """Micro-batching: requests that arrive within a short window share one encoder pass.
 
 Each request waits at most ``wait_ms`` for company; requests are grouped by (task list, input kind: text, pair or
-entities) so a group can run as one pipeline call. The model runs in one worker thread, so the event loop stays responsive and
-the model never sees two batches at once.
+entities) so a group can run as one pipeline call. The model runs in one worker thread, so the event loop stays
+responsive and the model never sees two batches at once.
 """
 
 from __future__ import annotations

@@ -1,0 +1,216 @@
+"""Multi-task balancing methods on the 7-task benchmark (benchmarks/mtl_vs_single.yaml), against each task alone.
+
+For every method (a loss weighting or a gradient method) and step mode (``source``: one input group per
+micro-batch; ``every_source``: every group in every step) and every seed, the 7-task model is trained with the
+config's settings; the single-task runs come from ``polytask baseline`` (same budget, same seeds). Reported per
+method and mode: each task's primary test metric (mean ± std over seeds), Δm% (Maninis et al. 2019: the mean over
+tasks of the relative difference to the single-task run of the same seed, in %, averaged over seeds), and ms per
+optimizer step relative to equal weighting in the same mode (time inside the step only: building the micro-batches,
+forward, backward or per-task Jacobians, aggregation, optimizer). A second table times the methods as the number of
+tasks grows (2, 4, 7 tasks, every-task steps). Finished runs are reused (a later call with more seeds or methods
+trains only what is missing).
+
+    .venv/bin/python benchmarks/mtl_methods.py --seeds 7,8,9          # hours on a 2-core CPU
+    .venv/bin/python benchmarks/mtl_methods.py --smoke                # tiny random BERT, toy data, a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, command, describe, machine  # noqa: E402
+
+METHODS = {  # name -> (weighting, gradient method)
+    "equal": ("equal", "sum"), "uncertainty": ("uncertainty", "sum"), "dwa": ("dwa", "sum"),
+    "famo": ("famo", "sum"), "upgrad": ("equal", "upgrad"), "pcgrad": ("equal", "pcgrad"),
+    "cagrad": ("equal", "cagrad"),
+}
+MODES = ("source", "every_source")
+
+
+def smoke_config(folder: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import conftest
+
+    from polytask.testing import tiny_bert
+
+    data = folder / "data"
+    for split, n, seed in (("train", 64, 1), ("dev", 24, 2), ("test", 24, 3)):
+        conftest.make_snips_like(data / "snips" / split, n, seed)
+        conftest.make_sentiment_csv(data / f"sentiment_{split}.csv", n, seed)
+        conftest.make_pairs_tsv(data / f"pairs_{split}.tsv", n, seed)
+        conftest.make_topics_jsonl(data / f"topics_{split}.jsonl", n, seed)
+    words = conftest.CITIES + conftest.ARTISTS + conftest.GOOD + conftest.BAD + conftest.FILLER
+    cfg = conftest.toy_config(data, tiny_bert(folder / "tiny-bert", words), folder / "out", max_steps=6)
+    cfg["datasets"]["pairs"]["test"] = str(data / "pairs_test.tsv")
+    cfg["datasets"]["topics"]["test"] = str(data / "topics_test.jsonl")
+    return cfg
+
+
+def finished(run_dir: Path, config: dict[str, Any]) -> bool:
+    import yaml
+
+    metrics, saved = run_dir / "best" / "metrics.json", run_dir / "run_config.yaml"
+    if not (metrics.is_file() and saved.is_file()):
+        return False
+    done = "timed_steps" in json.loads(metrics.read_text())
+    old, new = yaml.safe_load(saved.read_text()), json.loads(json.dumps(config))
+    for c in (old, new):
+        c.get("train", {}).pop("progress_bar", None)
+    return done and old == new
+
+
+def run(raw: dict[str, Any], run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train ``raw`` into ``run_dir`` unless a finished run of the same config is there; -> its best/metrics."""
+    import shutil
+
+    from polytask.config import validate_config
+    from polytask.train import train
+
+    raw = json.loads(json.dumps(raw))
+    raw["train"]["output_dir"] = str(run_dir)
+    cfg = validate_config(raw)
+    config = json.loads(json.dumps(cfg.model_dump(mode="json")))
+    if not finished(run_dir, config):
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        train(cfg, show_progress=progress)
+    return json.loads((run_dir / "best" / "metrics.json").read_text())
+
+
+def primary_metrics(summary_tasks: dict[str, Any], result: dict[str, Any]) -> dict[str, float]:
+    """Each task's primary metric on test (on validation for a task without a test split, as `compare` does)."""
+    out = {}
+    for task, info in summary_tasks.items():
+        where = (result.get("test") or {}).get("tasks", {}).get(task) or result["validation"]["tasks"][task]
+        out[task] = where[info["primary_metric"]]
+    return out
+
+
+def stat(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "benchmarks/mtl_vs_single.yaml"))
+    parser.add_argument("--seeds", default="7,8,9")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--output-dir", default="runs/mtl_methods")
+    parser.add_argument("--scaling-steps", type=int, default=20, help="steps per timing run of the scaling table")
+    parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/mtl_methods.json"))
+    parser.add_argument("--smoke", action="store_true", help="tiny random BERT on toy data (checks the script runs)")
+    args = parser.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    from polytask.baseline import parse_seeds, run_baseline
+    from polytask.config import load_config, validate_config
+
+    out = Path(tempfile.mkdtemp(prefix="mtl-smoke-") if args.smoke else args.output_dir)
+    raw = smoke_config(out) if args.smoke else load_config(args.config).model_dump(mode="json")
+    raw["train"]["output_dir"] = str(out / "baseline")
+    seeds = parse_seeds(args.seeds) or [raw["train"]["seed"]]
+    methods, modes = args.methods.split(","), args.modes.split(",")
+    show = not args.smoke
+    baseline = run_baseline(validate_config(raw), seeds, show_progress=show)
+    tasks = baseline["tasks"]
+    single = {t: {s: primary_metrics({t: tasks[t]}, _best(out / "baseline" / "compare", r))[t]
+                  for s, r in baseline["single"][t]["runs"].items()} for t in baseline["single"]}
+    results: dict[str, Any] = {}
+    for method in methods:
+        weighting, gradients = METHODS[method]
+        for mode in modes:
+            key = f"{method}/{mode}"
+            results[key] = {"runs": {}}
+            for seed in seeds:
+                cfg = json.loads(json.dumps(raw))
+                cfg["weighting"], cfg["gradients"] = {"name": weighting}, {"name": gradients}
+                cfg["train"] |= {"seed": seed, "step_mode": mode}
+                best = run(cfg, out / "runs" / method / mode / f"seed-{seed}", show)
+                metrics = primary_metrics(tasks, best)
+                delta = [100 * (metrics[t] - single[t][str(seed)]) / abs(single[t][str(seed)])
+                         for t in single if abs(single[t][str(seed)]) > 0]
+                results[key]["runs"][str(seed)] = {
+                    "metrics": metrics, "delta_m": statistics.fmean(delta), "steps": best["step"],
+                    "ms_per_step": 1000 * best["step_seconds"] / max(1, best["timed_steps"])}
+    scaling = {} if args.smoke else timing_table(raw, methods, args.scaling_steps, out, show)
+    report(results, single, tasks, scaling, out, args, Console(width=None if sys.stdout.isatty() else 220), Table)
+
+
+def _best(root: Path, record: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((root / record["run_dir"] / "best" / "metrics.json").read_text())
+
+
+def timing_table(raw: dict[str, Any], methods: list[str], steps: int, out: Path, show: bool) -> dict[str, Any]:
+    """ms/step of each method (every-task steps) with the first 2, 4 and all tasks of the config."""
+    names = list(raw["tasks"])
+    table: dict[str, Any] = {}
+    for k in sorted({2, 4, len(names)}):
+        subset = names[:k]
+        for method in methods:
+            weighting, gradients = METHODS[method]
+            cfg = json.loads(json.dumps(raw))
+            cfg["tasks"] = {t: cfg["tasks"][t] for t in subset}
+            used = {cfg["tasks"][t]["dataset"] for t in subset}
+            cfg["datasets"] = {d: spec for d, spec in cfg["datasets"].items() if d in used}
+            cfg["weighting"], cfg["gradients"] = {"name": weighting}, {"name": gradients}
+            cfg["train"] |= {"step_mode": "every_source", "max_steps": steps}
+            cfg["evaluation"] = {"metric": "mean"}
+            best = run(cfg, out / "scaling" / f"{k}-tasks" / method, show)
+            table.setdefault(str(k), {})[method] = 1000 * best["step_seconds"] / max(1, best["timed_steps"])
+    return table
+
+
+def report(results: dict[str, Any], single: dict[str, Any], tasks: dict[str, Any], scaling: dict[str, Any],
+           out: Path, args: argparse.Namespace, console: Any, table_cls: Any) -> None:
+    m = machine()
+    table = table_cls(title=f"7-task benchmark, test primary metric (mean ± std over seeds {args.seeds}); Δm% vs "
+                            f"each task alone; ms/step vs equal (same mode); {describe(m)}")
+    for col in ("method", "mode", *tasks, "Δm%", "ms/step", "x equal"):
+        table.add_column(col, justify="left" if col in ("method", "mode") else "right")
+    single_row = [f"{stat(list(v.values()))[0]:.4f} ± {stat(list(v.values()))[1]:.4f}" for v in single.values()]
+    table.add_row("alone", "-", *single_row, "0", "-", "-")
+    summary: dict[str, Any] = {}
+    for key, entry in results.items():
+        method, mode = key.split("/")
+        runs = list(entry["runs"].values())
+        per_task = {t: stat([r["metrics"][t] for r in runs]) for t in tasks}
+        delta = stat([r["delta_m"] for r in runs])
+        ms = statistics.fmean(r["ms_per_step"] for r in runs)
+        equal = results.get(f"equal/{mode}")
+        base_ms = statistics.fmean(r["ms_per_step"] for r in equal["runs"].values()) if equal else None
+        summary[key] = {"per_task": per_task, "delta_m": delta, "ms_per_step": ms,
+                        "x_equal": ms / base_ms if base_ms else None}
+        table.add_row(method, mode, *[f"{a:.4f} ± {s:.4f}" for a, s in per_task.values()],
+                      f"{delta[0]:+.2f} ± {delta[1]:.2f}", f"{ms:.0f}", f"{ms / base_ms:.2f}" if base_ms else "-")
+    console.print(table)
+    if scaling:
+        grow = table_cls(title="ms per step as the number of tasks grows (every-task steps)")
+        grow.add_column("tasks")
+        for method in next(iter(scaling.values())):
+            grow.add_column(method, justify="right")
+        for k, row in scaling.items():
+            grow.add_row(k, *[f"{v:.0f}" for v in row.values()])
+        console.print(grow)
+    if args.smoke:
+        return
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_out).write_text(json.dumps({"command": command(), "machine": m, "single": single,
+                                               "results": results, "summary": summary, "scaling": scaling,
+                                               "args": vars(args)}, indent=2) + "\n")
+    print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()
