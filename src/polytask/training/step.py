@@ -7,9 +7,9 @@ they declare, never on their names:
 
 - gradient method without ``needs_task_gradients`` (``sum``): forward, weighted total, backward, per micro-batch;
   under DDP the gradients are all-reduced by the DDP wrapper in the last micro-batch's backward.
-- with ``needs_task_gradients``: per micro-batch, torchjd's ``mtl_backward`` gives the Jacobian of the tasks' terms
-  with respect to the shared encoder parameters through the shared representation (the encoder output) and the
-  heads' plain gradients; the Jacobians are summed over the step's micro-batches (rows = the step's tasks), averaged
+- with ``needs_task_gradients``: per micro-batch and encoder pass, torchjd's ``mtl_backward`` gives the Jacobian of
+  the pass's tasks' terms with respect to the shared encoder parameters through the shared representation (the
+  encoder output of that pass) and the heads' plain gradients; the Jacobians are summed over the step's micro-batches (rows = the step's tasks), averaged
   over processes under DDP, and aggregated once into the encoder's ``.grad``.
 
 Then the learned loss weights' gradients are averaged over processes, the norm is clipped, the optimizer steps, and
@@ -156,6 +156,9 @@ def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, t
     order = {name: i for i, name in enumerate(tasks)}
     step_tasks = sorted({t for m in micro_batches for t in m.tasks}, key=order.__getitem__)
     rows = {t: i for i, t in enumerate(step_tasks)}
+    shared_ids = {id(p) for p in ctx.shared}
+    specific = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in shared_ids]
+    specific += [p for p in objective.weighting.parameters() if p.requires_grad]
     sizes = [p.numel() for p in ctx.shared]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     jacobian = torch.zeros(len(step_tasks), sum(sizes), device=ctx.shared[0].device)
@@ -164,26 +167,38 @@ def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, t
             losses, features = forward_losses(ctx.model, micro, tasks, features=True)
             combined = objective.weighting.combine(losses, progress, wctx)
         _record(losses, combined.weights, seen, weights)
-        present = list(combined.terms)
-        if not present:
-            continue
         with ctx.timed("backward"):
-            # retain_graph: a weighting may compute its terms as one vector (shared nodes in every task's graph)
-            mtl_backward([combined.terms[t] / len(micro_batches) for t in present], features=features,
-                         shared_params=ctx.shared, retain_graph=True)
-            index = torch.tensor([rows[t] for t in present], device=jacobian.device)
-            for p, start, size in zip(ctx.shared, starts, sizes):
-                jac = getattr(p, "jac", None)
-                if jac is not None:
-                    jacobian[index, start : start + size] += jac.reshape(len(present), -1).float()
-                    del p.jac
+            # One call per encoder pass: a task's term depends only on its own pass's features, so its Jacobian
+            # row needs a backward through that pass only (the others would backpropagate zeros). retain_graph: a
+            # weighting may compute its terms as one vector, shared by every task's graph.
+            for part, part_features in zip(micro.parts, features):
+                present = [t for t in part.tasks if t in combined.terms]
+                if not present:
+                    continue
+                # every task gets all task-specific parameters (heads, task embedding, learned loss weights): a
+                # term reaches only its own, the others get zeros; left to torchjd, the search for a term's own
+                # parameters would walk into the other passes' encoder graphs through a weighting's shared vector
+                mtl_backward([combined.terms[t] / len(micro_batches) for t in present], features=part_features,
+                             tasks_params=[specific] * len(present), shared_params=ctx.shared, retain_graph=True)
+                index = torch.tensor([rows[t] for t in present], device=jacobian.device)
+                for p, start, size in zip(ctx.shared, starts, sizes):
+                    jac = getattr(p, "jac", None)
+                    if jac is not None:
+                        jacobian[index, start : start + size] += jac.reshape(len(present), -1).float()
+                        del p.jac
+    # the heads of tasks this step did not see got zeros above: give them no gradient at all, as a plain backward
+    # would (the optimizer then leaves them alone: no momentum, no weight decay on a zero gradient)
+    heads = getattr(ctx.model, "heads", None)
+    unseen = {id(p) for name, head in (heads or {}).items() if name not in rows for p in head.parameters()}
+    for p in specific:
+        if id(p) in unseen:
+            p.grad = None
     with ctx.timed("aggregate"):
         if ctx.distributed:  # every process holds its own batches' Jacobian: average them before aggregating
             jacobian = ctx.mean(jacobian)
-            shared = {id(p) for p in ctx.shared}
-            for p in ctx.model.parameters():
-                if p.grad is not None and id(p) not in shared:
-                    p.grad = ctx.mean(p.grad)
+            for p in specific:  # the same tensors on every process, in the same order (zeros where none came)
+                if id(p) not in unseen and not any(p is q for q in objective.weighting.parameters()):
+                    p.grad = ctx.mean(p.grad if p.grad is not None else torch.zeros_like(p))
         # Methods may draw random numbers (PCGrad's task order, GradDrop's signs): from a generator seeded by the
         # step, so that every process draws the same ones (their global RNGs differ: dropout over different shapes)
         # and the global stream (dropout) is left as it was.
