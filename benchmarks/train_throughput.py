@@ -8,6 +8,8 @@ resumable checkpoint at the end (model + optimizer state, ~260 MB for MiniLM; th
 
 Every run is a fresh Python process (oneDNN kernel caches and allocator pools do not carry over from one system to
 the next), the runs go round-robin over the systems ``--repeats`` times, and the fastest run of each is kept.
+``--compile`` adds polytask with ``train.compile: true`` (torch.compile of the encoder, inductor, dynamic shapes):
+its loop seconds include the compilation; "steady ms/step" leaves out each run's first step (and so most of it).
 
     .venv/bin/python benchmarks/train_throughput.py                 # SNIPS intent, MiniLM (needs ../shared/data)
     .venv/bin/python benchmarks/train_throughput.py --smoke         # tiny random BERT on synthetic text (seconds)
@@ -42,7 +44,7 @@ def snips_rows(n: int) -> tuple[list[str], list[str]]:
     return [t.strip() for t in texts], labels
 
 
-def run_polytask(encoder: str, data_file: Path, args, precision: str, out: Path) -> float:
+def run_polytask(encoder: str, data_file: Path, args, precision: str, out: Path, compile: bool = False) -> float:
     from polytask.config import validate_config
     from polytask.train import train
 
@@ -51,9 +53,12 @@ def run_polytask(encoder: str, data_file: Path, args, precision: str, out: Path)
         "datasets": {"d": {"format": "jsonl", "train": str(data_file)}},
         "tasks": {"intent": {"type": "classification", "dataset": "d", "label": "label"}},
         "train": {"output_dir": str(out), "lr": 5e-5, "batch_size": args.batch_size, "epochs": args.epochs,
-                  "precision": precision, "warmup_ratio": 0.0, "progress_bar": False, "seed": 1},
+                  "precision": precision, "warmup_ratio": 0.0, "progress_bar": False, "seed": 1,
+                  "compile": compile},
     })
     result = train(cfg)
+    summary = json.loads((out / "best" / "metrics.json").read_text())
+    STEADY["ms"] = 1000 * summary["step_seconds"] / max(1, summary["timed_steps"])
     return result.seconds
 
 
@@ -80,6 +85,8 @@ def run_hf_trainer(encoder: str, texts: list[str], labels: list[str], args, prec
 
 
 SYSTEMS = ("polytask", "HF Trainer", "HF Trainer (group_by_length)")
+COMPILED = "polytask (torch.compile)"
+STEADY: dict[str, float] = {}  # steady-state ms/step of the last polytask run (its first step left out)
 
 
 def run_one(system: str, precision: str, encoder: str, data_file: Path, args, out: Path) -> float:
@@ -87,8 +94,8 @@ def run_one(system: str, precision: str, encoder: str, data_file: Path, args, ou
     import torch
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    if system == "polytask":
-        return run_polytask(encoder, data_file, args, precision, out)
+    if system.startswith("polytask"):
+        return run_polytask(encoder, data_file, args, precision, out, compile=system == COMPILED)
     rows = [json.loads(line) for line in data_file.read_text().splitlines()]
     texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
     return run_hf_trainer(encoder, texts, labels, args, precision, out, system.endswith("(group_by_length)"))
@@ -97,10 +104,10 @@ def run_one(system: str, precision: str, encoder: str, data_file: Path, args, ou
 def worker(args) -> None:
     seconds = run_one(args.worker, args.worker_precision, args.worker_encoder, Path(args.worker_data), args,
                       Path(tempfile.mkdtemp(prefix="pt-bench-run-")))
-    print("RESULT " + json.dumps({"seconds": seconds}))
+    print("RESULT " + json.dumps({"seconds": seconds, "steady_ms": STEADY.get("ms")}))
 
 
-def spawn(system: str, precision: str, encoder: str, data_file: Path, args) -> float:
+def spawn(system: str, precision: str, encoder: str, data_file: Path, args) -> dict:
     """Run one measurement in a fresh Python process: no kernel caches (oneDNN primitives, allocator pools) carry
     over from one system to the next, so the order of the runs does not favour anyone."""
     import subprocess
@@ -112,7 +119,7 @@ def spawn(system: str, precision: str, encoder: str, data_file: Path, args) -> f
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         sys.exit(f"{system} {precision} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])["seconds"]
+    return json.loads(lines[-1][len("RESULT "):])
 
 
 def main() -> None:
@@ -125,6 +132,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per (system, precision); the fastest is kept")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--smoke", action="store_true", help="tiny random BERT, synthetic rows")
+    parser.add_argument("--compile", action="store_true", help="also polytask with train.compile (torch.compile)")
     parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/train_throughput.json"))
     for name in ("--worker", "--worker-precision", "--worker-encoder", "--worker-data"):
         parser.add_argument(name, help=argparse.SUPPRESS)
@@ -154,29 +162,36 @@ def main() -> None:
     data_file.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels)))
     examples = len(texts) * args.epochs
     precisions = args.precisions.split(",")
+    systems = SYSTEMS + ((COMPILED,) if args.compile else ())
     runs: dict[tuple[str, str], list[float]] = {}
+    steady: dict[tuple[str, str], list[float]] = {}
     for repeat in range(args.repeats):  # round-robin, so a burst of load on the machine hits every system alike
         for precision in precisions:
-            for system in SYSTEMS:
-                seconds = spawn(system, precision, encoder, data_file, args)
-                runs.setdefault((precision, system), []).append(seconds)
-                print(f"repeat {repeat + 1}: {precision} {system}: {seconds:.1f} s", flush=True)
+            for system in systems:
+                result = spawn(system, precision, encoder, data_file, args)
+                runs.setdefault((precision, system), []).append(result["seconds"])
+                if result.get("steady_ms") is not None:
+                    steady.setdefault((precision, system), []).append(result["steady_ms"])
+                print(f"repeat {repeat + 1}: {precision} {system}: {result['seconds']:.1f} s", flush=True)
     rows = []
     for precision in precisions:
         base = examples / min(runs[(precision, "HF Trainer")])
-        for system in SYSTEMS:
+        for system in systems:
             seconds = min(runs[(precision, system)])
             rows.append({"precision": precision, "system": system, "seconds": round(seconds, 2),
                          "all_seconds": [round(x, 2) for x in runs[(precision, system)]],
                          "examples_per_s": round(examples / seconds, 1),
-                         "ratio_vs_hf_trainer": round(examples / seconds / base, 2)})
+                         "ratio_vs_hf_trainer": round(examples / seconds / base, 2),
+                         "steady_ms_per_step": round(min(steady[(precision, system)]), 1)
+                         if (precision, system) in steady else None})
     table = Table(title=f"training throughput: {len(texts)} rows x {args.epochs} epoch(s), batch {args.batch_size}, "
                         f"{'tiny BERT' if args.smoke else 'all-MiniLM-L6-v2'}, best of {args.repeats}")
-    for col in ("precision", "system", "seconds", "examples/s", "x HF Trainer"):
+    for col in ("precision", "system", "seconds", "examples/s", "x HF Trainer", "steady ms/step"):
         table.add_column(col, justify="right" if col not in ("precision", "system") else "left")
     for r in rows:
         table.add_row(r["precision"], r["system"], f"{r['seconds']:.1f}", f"{r['examples_per_s']:.1f}",
-                      f"{r['ratio_vs_hf_trainer']:.2f}")
+                      f"{r['ratio_vs_hf_trainer']:.2f}",
+                      f"{r['steady_ms_per_step']:.1f}" if r["steady_ms_per_step"] is not None else "-")
     Console().print(table)
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     import platform

@@ -94,6 +94,7 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     step_mode: Literal["source", "every_source", "mixed"] = "source"
+    compile: bool = False  # torch.compile the encoder (inductor; dynamic shapes); see docs/training.md
     num_threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True

@@ -123,6 +123,11 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     core = build_model(cfg, data, encoder, tokenizer)
     objective = build_objective(cfg, list(data.tasks))
     train_splits = data.splits["train"]
+    if t.compile:
+        if objective.gradients.needs_task_gradients:  # torchjd vmaps through the graph: not through compiled code
+            raise PolytaskError(f"train.compile does not work with gradient method {cfg.gradients.name!r} (its "
+                                "per-task Jacobians use torch.vmap, which cannot run through compiled code)")
+        core.encoder.compile(dynamic=True)  # in place: state_dict keys (and so checkpoints) stay as they are
     if objective.gradients.needs_task_gradients and t.step_mode == "source" and len(train_splits) > 1:
         log.warning("gradient method %r with step_mode 'source': a step sees only the tasks of the input groups drawn "
                     "for its micro-batches; step_mode every_source or mixed puts every task in every step",
