@@ -111,6 +111,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     model = MultiTaskModel(encoder_from_config(enc["config"]), tasks, pooling=enc["pooling"],
                            task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1))
     state = load_file(str(path / "model.safetensors"))
+    if "task_embedding.weight" in state:  # checkpoints before task embeddings were keyed by name: rows in task order
+        rows = state.pop("task_embedding.weight")
+        state.update({f"task_embedding.{name}": rows[i] for i, name in enumerate(tasks)})
     model.load_state_dict(state, strict=True)
     model.max_length = int(enc.get("max_length", 512))
     model.tokenizer = load_tokenizer(path, tasks)

@@ -81,6 +81,35 @@ def train(
     console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; best model: {result.best_dir}")
 
 
+@app.command("add-task")
+def add_task(
+    checkpoint: Annotated[Path, typer.Argument(help="the trained model to add to (e.g. runs/x/best)")],
+    config: Annotated[Path, typer.Argument(help="run config YAML declaring the new task(s) and their data")],
+    overrides: Overrides = None,
+    tune_encoder: Annotated[bool, typer.Option("--tune-encoder", help="also train the encoder (the checkpoint's "
+                                                                      "other tasks then change)")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
+) -> None:
+    """Add CONFIG's task(s) to CHECKPOINT: new heads trained on the (few-shot) data, the encoder and the other tasks
+    frozen so their outputs stay the same; writes OUTPUT_DIR/best holding every task."""
+    from polytask.recipes.add_task import add_task as run_add_task
+    from polytask.tables import results_table
+
+    _setup_logging()
+    try:
+        result = run_add_task(checkpoint, config, overrides or [], tune_encoder,
+                              show_progress=False if no_progress else None)
+    except PolytaskError as exc:
+        _fail(exc)
+    if not _main_process():
+        return
+    for split in ("validation", "test"):
+        res = getattr(result, split)
+        if res:
+            console.print(results_table(res, f"{split} results of the new task(s)"))
+    console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; model with every task: {result.best_dir}")
+
+
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder (e.g. runs/x/best)")],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,15 @@ class EncoderConfig(_Strict):
     revision: str | None = None
 
 
+class SampleConfig(_Strict):
+    """A seeded, stratified few-shot sample of the training split: ``per_class`` rows of every value of ``column``
+    (default: the label column of the dataset's task, when it feeds one)."""
+
+    per_class: int = Field(..., ge=1)
+    column: str | None = None
+    seed: int = 0
+
+
 class DatasetConfig(_Strict):
     """One data source. ``text`` (and ``text_pair``) name the input columns shared by every task it feeds."""
 
@@ -60,6 +70,7 @@ class DatasetConfig(_Strict):
     text_pair: str | None = None
     validation_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     max_rows: dict[Split, int] = Field(default_factory=dict)
+    sample: SampleConfig | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     def split_path(self, split: str) -> str | None:
@@ -95,6 +106,11 @@ class TrainConfig(_Strict):
     precision: Literal["fp32", "bf16"] = "fp32"
     step_mode: Literal["source", "every_source", "mixed"] = "source"
     compile: bool = False  # torch.compile the encoder (inductor; dynamic shapes); see docs/training.md
+    init_from: str | None = None  # a checkpoint folder: start from its encoder, and heads of the tasks it shares
+    carry_tasks: bool = False  # keep the init_from checkpoint's other tasks in the model (untrained here)
+    freeze: list[str] = Field(default_factory=list)  # embeddings, encoder, layers:A-B, heads, heads.NAME, task_embedding
+    save_last: Literal["every_eval", "end", "never"] = "every_eval"  # when the resumable last/ is written
+    min_steps: int | None = Field(None, ge=1)  # at least this many steps (small data: more epochs)
     num_threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True
@@ -229,6 +245,10 @@ def validate_config(
 
     typed_tasks: dict[str, BaseModel] = {}
     for name, spec in raw_tasks.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+            problems.append(f"tasks.{name}: a task name holds letters, digits, '_' and '-' only (it names the "
+                            "task's tensors in checkpoints and its ONNX outputs)")
+            continue
         if not isinstance(spec, dict):
             problems.append(f"tasks.{name}: must be a mapping with at least type, dataset and label")
             continue
@@ -315,6 +335,7 @@ def validate_config(
     run.tasks, run.datasets = typed_tasks, datasets
 
     problems.extend(_check_encoder(run.encoder))
+    problems.extend(_check_training_start(run))
     if problems:
         raise ConfigError(source, problems)
     return run
@@ -333,6 +354,34 @@ def _check_metric(metric: str, tasks: dict[str, BaseModel]) -> list[str]:
     if name not in known:
         return [f"evaluation.metric: task {task!r} has no metric {name!r}; available: {', '.join(known)}"]
     return []
+
+
+FREEZE = re.compile(r"embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")
+
+
+def _check_training_start(run: RunConfig) -> list[str]:
+    """``init_from``, ``freeze`` and ``sample``: the checkpoint exists, freeze entries are known, a sample's column
+    is known."""
+    problems = []
+    t = run.train
+    if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
+        problems.append(f"train.init_from: not a polytask checkpoint folder (no config.json): {t.init_from}")
+    if t.carry_tasks and t.init_from is None:
+        problems.append("train.carry_tasks: needs train.init_from (the checkpoint whose tasks are carried)")
+    for entry in t.freeze:
+        if not FREEZE.fullmatch(entry):
+            problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, encoder, layers:A-B "
+                            "(encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
+    sources = run.sources_of()
+    for name, ds in run.datasets.items():
+        if ds.sample is not None and ds.sample.column is None:
+            tasks = sources.get(name, [])
+            if len(tasks) != 1:
+                problems.append(f"datasets.{name}.sample.column: required when the dataset feeds {len(tasks)} "
+                                "tasks (which column's classes to sample)")
+            else:
+                ds.sample.column = run.tasks[tasks[0]].label  # type: ignore[attr-defined]
+    return problems
 
 
 def _check_encoder(encoder: EncoderConfig) -> list[str]:

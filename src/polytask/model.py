@@ -27,14 +27,14 @@ class MultiTaskModel(nn.Module):
                  task_embedding: bool = False, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
-        self.tasks = tasks  # plain dict: label spaces, input specs and decoding live on the Task objects
+        self.tasks = dict(tasks)  # plain dict: label spaces, input specs and decoding live on the Task objects
         self.pooling, self.dropout = pooling, dropout
-        hidden = int(encoder.config.hidden_size)
-        self.heads = nn.ModuleDict({name: task.build_head(hidden, dropout) for name, task in tasks.items()})
-        self.task_embedding = nn.Embedding(len(tasks), hidden) if task_embedding else None
-        if self.task_embedding is not None:
-            nn.init.zeros_(self.task_embedding.weight)  # start as the plain shared model
-        self._task_ids = {name: i for i, name in enumerate(tasks)}
+        self.hidden = int(encoder.config.hidden_size)
+        self.heads = nn.ModuleDict()
+        # one vector per task, keyed by its name (not its position): adding a task keeps every other task's row
+        self.task_embedding: nn.ParameterDict | None = nn.ParameterDict() if task_embedding else None
+        for name, task in tasks.items():
+            self._add_parameters(name, task)
         self._uses_token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
         # filled by from_pretrained / the trainer, for the pipeline and evaluate
         self.tokenizer: Any = None
@@ -66,13 +66,25 @@ class MultiTaskModel(nn.Module):
                                  tasks or list(self.tasks))
         return (out, tokens) if return_features else out
 
+    def add_task(self, name: str, task: Task) -> None:
+        """A new task with a fresh head (and a zero task-embedding row): every existing parameter is kept."""
+        if name in self.tasks:
+            raise ValueError(f"task {name!r} is in the model already")
+        self.tasks[name] = task
+        self._add_parameters(name, task)
+
+    def _add_parameters(self, name: str, task: Task) -> None:
+        self.heads[name] = task.build_head(self.hidden, self.dropout)
+        if self.task_embedding is not None:
+            self.task_embedding[name] = nn.Parameter(torch.zeros(self.hidden))  # start as the plain shared model
+
     def heads_forward(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
                       word_index: torch.Tensor | None, task_inputs: dict[str, dict[str, torch.Tensor]],
                       names: list[str]) -> dict[str, Output]:
         """Every head of ``names`` on one encoder output."""
         out: dict[str, Output] = {}
         for name in names:
-            bias = self.task_embedding.weight[self._task_ids[name]] if self.task_embedding is not None else None
+            bias = self.task_embedding[name] if self.task_embedding is not None else None
             encoded = Encoded(tokens, pooled, attention_mask, word_index, bias)
             out[name] = self.tasks[name].forward(self.heads[name], encoded, task_inputs.get(name, {}))
         return out

@@ -22,7 +22,6 @@ import torch
 from polytask.checkpoint import atomic_dir, load_training_state, save_training_state, write_model_files
 from polytask.config import RunConfig
 from polytask.data.loading import MultiTaskData, build_tasks, load_data
-from polytask.encoder import add_special_tokens, load_encoder
 from polytask.errors import PolytaskError
 from polytask.evaluate import aggregate, evaluate
 from polytask.gradients import build_gradient_method
@@ -31,6 +30,7 @@ from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
 from polytask.training.distributed import gather_states, make_accelerator, rng_state, set_rng_state, shard_of
 from polytask.training.feed import Feeder
+from polytask.training.start import freeze, start_encoder, transfer
 from polytask.training.step import Objective, StepContext, StepStats, last_shared_layer, training_step
 from polytask.weighting import build_weighting
 
@@ -72,6 +72,8 @@ def param_groups(model: MultiTaskModel, weighting: torch.nn.Module, cfg: RunConf
     t = cfg.train
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
+        if not p.requires_grad:  # frozen (train.freeze): not optimised at all
+            continue
         lr = t.lr if name.startswith("encoder.") else (t.head_lr or t.lr)
         decay = 0.0 if p.ndim < 2 or "norm" in name.lower() or "task_embedding" in name else t.weight_decay
         groups.setdefault((lr, decay), []).append(p)
@@ -117,10 +119,17 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
 
     # -- data, model, objective ------------------------------------------------------------------------------------
     tasks = build_tasks(cfg)
-    encoder, tokenizer = load_encoder(cfg.encoder.name, cfg.encoder.revision)
-    add_special_tokens(tokenizer, encoder, [tok for task in tasks.values() for tok in task.input.special_tokens()])
-    data = load_data(cfg, tokenizer, tasks=tasks, fit=True)
+    encoder, tokenizer, source, kept = start_encoder(cfg, tasks)
+    data = load_data(cfg, tokenizer, tasks=tasks, fit=True, keep=kept)
     core = build_model(cfg, data, encoder, tokenizer)
+    if source is not None:
+        carried = transfer(core, source, kept, t.carry_tasks)
+        if carried:
+            log.info("carried from %s (not trained here): %s", t.init_from, ", ".join(carried))
+        del source
+    frozen = freeze(core, t.freeze)
+    if frozen:
+        log.info("frozen (%s): %s of %s parameters", ", ".join(t.freeze), f"{frozen:,}", f"{core.num_parameters():,}")
     objective = build_objective(cfg, list(data.tasks))
     train_splits = data.splits["train"]
     if t.compile:
@@ -137,7 +146,8 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     feeder = Feeder(t.step_mode, train_splits, data.tasks, t.batch_size, scheduler, t.seed,
                     tokenizer.pad_token_id or 0, accelerator.process_index, world)
     steps_per_epoch = feeder.steps_per_epoch(t.grad_accum)
-    total_steps = t.max_steps or max(1, int(np.ceil(t.epochs * steps_per_epoch)))
+    total_steps = t.max_steps or max(t.min_steps or 1, int(np.ceil(t.epochs * steps_per_epoch)))
+    _warn_small(data, total_steps, cfg)
     eval_every = ev.every_steps or steps_per_epoch
     optimizer = make_optimizer(param_groups(core, objective.weighting, cfg))
     lr_schedule = get_scheduler("constant_with_warmup" if t.schedule == "constant" else t.schedule, optimizer,
@@ -205,14 +215,30 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                 if main:
                     bar.write(_eval_line(record))
             state.seconds = time.perf_counter() - started
-            _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
+            if t.save_last == "every_eval":
+                _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
             if ev.patience and state.evals_without_gain >= ev.patience:
                 if main:
                     bar.write(f"early stopping at step {state.step}: no gain in {ev.patience} evaluations")
                 break
     bar.close()
     state.seconds = time.perf_counter() - started
+    if t.save_last == "end":
+        _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
     return _finish(core, data, cfg, state, out_dir, accelerator, metrics_log, history)
+
+
+def _warn_small(data: MultiTaskData, total_steps: int, cfg: RunConfig) -> None:
+    """Say so when a run is too small to mean much: very few steps, or a validation split too small to select on."""
+    rows = sum(len(s) for s in data.splits["train"].values())
+    if total_steps < 30:
+        log.warning("only %d optimizer steps on %d training rows: on small data raise train.epochs, lower "
+                    "train.batch_size, or set train.min_steps (polytask add-task sets 100)", total_steps, rows)
+    for name, split in data.splits.get("validation", {}).items():
+        if len(split) < 20:
+            log.warning("%s: the validation split has only %d examples: model selection on it is mostly noise "
+                        "(use a larger validation split, or evaluation.metric on a task that has one)", name,
+                        len(split))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

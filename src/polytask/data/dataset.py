@@ -96,8 +96,36 @@ def read_source_split(ds: DatasetConfig, split: str, seed: int) -> list[Row]:
         n_val = max(1, int(round(len(rows) * ds.validation_fraction)))
         chosen = sorted(order[:n_val]) if split == "validation" else sorted(order[n_val:])
         rows = [rows[i] for i in chosen]
+    if split == "train" and ds.sample is not None:
+        rows = sample_per_class(rows, ds.sample.column or "", ds.sample.per_class, ds.sample.seed)
     limit = ds.max_rows.get(split)  # type: ignore[call-overload]
     return rows[:limit] if limit else rows
+
+
+def sample_per_class(rows: list[Row], column: str, per_class: int, seed: int) -> list[Row]:
+    """``per_class`` rows of every value of ``column`` (all of a rarer class, with a warning), drawn with a seeded
+    generator and kept in file order: the same rows for the same seed, whatever else runs."""
+    import logging
+
+    if rows and not any(column in r.values for r in rows):
+        raise DataError("column not found (needed by the dataset's sample)", file=rows[0].file, field=column,
+                        allowed="columns in this file: " + ", ".join(file_columns(rows)))
+    by_class: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        value = row.values.get(column)
+        if value is not None and str(value).strip():
+            by_class.setdefault(str(value), []).append(i)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for value in sorted(by_class):
+        members = by_class[value]
+        if len(members) < per_class:
+            logging.getLogger("polytask").warning("sample: class %r has %d rows, fewer than per_class=%d: all are "
+                                                  "taken", value, len(members), per_class)
+            chosen += members
+        else:
+            chosen += [members[i] for i in rng.choice(len(members), per_class, replace=False)]
+    return [rows[i] for i in sorted(chosen)]
 
 
 def check_columns(rows: list[Row], ds: DatasetConfig, tasks: dict[str, Task], path: str) -> None:

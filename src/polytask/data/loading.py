@@ -31,9 +31,11 @@ def build_tasks(cfg: RunConfig) -> dict[str, Task]:
 
 
 def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "validation", "test"),
-              tasks: dict[str, Task] | None = None, fit: bool | None = None) -> MultiTaskData:
+              tasks: dict[str, Task] | None = None, fit: bool | None = None,
+              keep: set[str] | frozenset[str] = frozenset()) -> MultiTaskData:
     """Featurise ``splits``. ``tasks`` given (a loaded checkpoint): their label spaces and input specs are kept
-    unless ``fit``; otherwise they are built from the config and fitted on train."""
+    unless ``fit``; otherwise they are built from the config and fitted on train, except those in ``keep`` (label
+    spaces that came from a checkpoint)."""
     sources = cfg.sources_of()
     fit = tasks is None if fit is None else fit
     tasks = tasks if tasks is not None else build_tasks(cfg)
@@ -55,6 +57,8 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
         if fit and "train" in examples:
             for (spec, group), exs in zip(groups, examples["train"]):
                 for n in group:
+                    if n in keep:
+                        continue
                     task = tasks[n]
                     values = [(e.row.values.get(task.params.label), e) for e in exs]
                     task.fit([(v, e) for v, e in values if not task.is_missing(v)])
