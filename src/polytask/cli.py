@@ -256,6 +256,47 @@ def baseline(
 
 
 @app.command()
+def finetune(
+    checkpoint: Annotated[Path, typer.Argument(help="a joint model (runs/x/best), or a `polytask baseline` run dir "
+                                                    "(every seed's joint model)")],
+    tasks: Annotated[Optional[str], typer.Option(help="comma-separated tasks (default: all)")] = None,
+    scope: Annotated[str, typer.Option(help="heads: encoder frozen, one combined model; full: one model per task")
+                     ] = "heads",
+    epochs: Annotated[Optional[float], typer.Option(help="epochs of each task's run (default: the joint run's)")
+                      ] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (default: the joint run's)")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="default: next to the checkpoint, finetuned-SCOPE")
+                          ] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bars")] = False,
+) -> None:
+    """Per-task fine-tuning after joint training: each task's own short run from the joint model; prints joint vs
+    fine-tuned per task and what each task stores."""
+    from polytask.recipes.finetune import SCOPES, finetune as run_finetune
+
+    if scope not in SCOPES:
+        _fail(ValueError(f"unknown --scope {scope!r}; available: {', '.join(SCOPES)}"))
+    _setup_logging()
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    try:
+        summary = run_finetune(checkpoint, names, scope, output_dir, epochs, lr,
+                               show_progress=False if no_progress else None)
+    except PolytaskError as exc:
+        _fail(exc)
+    for seed, one in (summary.get("seeds") or {"": summary}).items():
+        table = Table(title=f"per-task fine-tuning ({scope}){f' seed {seed}' if seed else ''}: {one['checkpoint']}")
+        for col in ("task", "split", "metric", "joint", "fine-tuned", "stored per task"):
+            table.add_column(col, justify="left" if col in ("task", "split", "metric") else "right")
+        for name, entry in one["tasks"].items():
+            metric = next((k for k in entry["finetuned"] if k not in ("split", "examples")), "")
+            table.add_row(name, entry["finetuned"].get("split", ""), metric,
+                          f"{entry['joint'].get(metric, float('nan')):.4f}",
+                          f"{entry['finetuned'].get(metric, float('nan')):.4f}", f"{entry['stored_bytes']:,} B")
+        console.print(table)
+        if one.get("combined"):
+            console.print(f"one model with every fine-tuned head: {one['combined']}")
+
+
+@app.command()
 def compare(
     run_dir: Annotated[Path, typer.Argument(help="the config's train.output_dir (holds compare/summary.json)")],
     split: Annotated[str, typer.Option(help="test (a task without test falls back to validation) or validation")

@@ -25,6 +25,7 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
                 raise PolytaskError(f"{candidate}: not valid JSON: {exc}") from None
             if summary.get("format") != SUMMARY_FORMAT:
                 raise PolytaskError(f"{candidate}: not a polytask comparison summary")
+            summary["_root"] = str(candidate.parent)  # where the run folders are, wherever the tree was moved
             return summary
     raise PolytaskError(f"{path}: no compare/summary.json; run `polytask baseline CONFIG` first (RUN_DIR is the "
                         "config's train.output_dir)")
@@ -58,6 +59,7 @@ def comparison(summary: dict[str, Any], split: str = "test") -> dict[str, Any]:
         raise PolytaskError(f"--split must be test or validation, not {split!r}")
     seeds = [str(s) for s in summary["seeds"]]
     multi_runs = summary["multi"]["runs"]
+    finetuned = _finetuned(summary, seeds, split)
     rows: dict[str, Any] = {}
     per_seed: dict[str, dict[str, tuple[float, float]]] = {s: {} for s in seeds}
     for task, info in summary["tasks"].items():
@@ -78,6 +80,11 @@ def comparison(summary: dict[str, Any], split: str = "test") -> dict[str, Any]:
             "delta": _stat([m[s] - o[s] for s in pairs]),  # type: ignore[operator]
             "skipped": summary.get("skipped", {}).get(task),
         }
+        for scope, per_seed_ft in finetuned.items():  # joint + per-task fine-tuning (polytask finetune)
+            f = {s: per_seed_ft.get(s, {}).get(task, {}).get(metric) for s in seeds}
+            both = [s for s in seeds if f[s] is not None and o[s] is not None]
+            rows[task][f"finetuned_{scope}"] = _stat([v for v in f.values() if v is not None])
+            rows[task][f"delta_finetuned_{scope}"] = _stat([f[s] - o[s] for s in both])  # type: ignore[operator]
     compared = [t for t in rows if rows[t]["delta"] is not None]
     agg_m, agg_o = [], []
     for s in seeds:
@@ -112,7 +119,26 @@ def comparison(summary: dict[str, Any], split: str = "test") -> dict[str, Any]:
     }
     return {"split": split, "seeds": summary["seeds"], "budget": summary.get("budget", {}).get("mode"),
             "memory_method": summary.get("memory", {}).get("method"), "tasks": rows, "aggregate": aggregate,
-            "cost": cost}
+            "cost": cost, "finetuned_scopes": sorted(finetuned)}
+
+
+def _finetuned(summary: dict[str, Any], seeds: list[str], split: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """scope -> seed -> task -> metrics of ``polytask finetune`` runs next to each seed's joint model (found as
+    ``multi/seed-N/finetuned-SCOPE/summary.json`` under the comparison root)."""
+    root = Path(summary["_root"]) if "_root" in summary else Path(summary.get("output_dir", ".")) / "compare"
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for seed in seeds:
+        record = summary["multi"]["runs"].get(seed)
+        if record is None:
+            continue
+        for file in sorted((root / record["run_dir"]).glob("finetuned-*/summary.json")):
+            data = json.loads(file.read_text(encoding="utf-8"))
+            scope = data.get("scope", file.parent.name.removeprefix("finetuned-"))
+            for task, entry in data.get("tasks", {}).items():
+                found = entry.get("finetuned", {})
+                if found.get("split") in (split, "validation"):
+                    out.setdefault(scope, {}).setdefault(seed, {})[task] = found
+    return out
 
 
 def format_stat(stat: dict[str, Any] | None, signed: bool = False, digits: int = 4) -> str:
@@ -149,17 +175,26 @@ def comparison_tables(comp: dict[str, Any]):  # -> list[rich.table.Table]
     title = (f"multi-task vs single-task, primary metric on {comp['split']}"
              + (f" (mean ± std over seeds {', '.join(map(str, seeds))})" if several else f" (seed {seeds[0]})"))
     table = Table(title=title)
+    scopes = comp.get("finetuned_scopes", [])
     for name, justify in (("task", "left"), ("metric", "left"), ("split", "left"), ("multi", "right"),
                           ("single", "right"), ("delta", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for scope in scopes:
+        table.add_column(f"multi + ft ({scope})", justify="right")
+        table.add_column(f"delta ft ({scope})", justify="right")
     for task, row in comp["tasks"].items():
+        extra = [cell for scope in scopes for cell in (format_stat(row.get(f"finetuned_{scope}")),
+                                                        _delta_cell(row.get(f"delta_finetuned_{scope}")))]
         table.add_row(task, row["metric"], row["split"], format_stat(row["multi"]), format_stat(row["single"]),
-                      _delta_cell(row["delta"]))
+                      _delta_cell(row["delta"]), *extra)
     agg = comp["aggregate"]
     table.add_section()
     table.add_row("aggregate", "mean", "", format_stat(agg["multi"]), format_stat(agg["single"]),
-                  _delta_cell(agg["delta"]))
+                  _delta_cell(agg["delta"]), *["" for _ in scopes for _ in range(2)])
     notes = ["delta = multi - single, paired by seed; negative (red) = negative transfer"]
+    if scopes:
+        notes.append("multi + ft = the joint model after per-task fine-tuning (polytask finetune); delta ft = that - "
+                     "single")
     if any(r["split"] != comp["split"] for r in comp["tasks"].values()):
         notes.append("tasks without a test split are compared on validation")
     notes += [f"{t}: not trained alone: {r['skipped']}" for t, r in comp["tasks"].items() if r["skipped"]]
