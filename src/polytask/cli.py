@@ -111,6 +111,36 @@ def add_task(
 
 
 @app.command()
+def distill(
+    config: Annotated[Path, typer.Argument(help="the student's run config YAML (its tasks and data)")],
+    teachers: Annotated[list[Path], typer.Option("--teachers", help="teacher checkpoint folders (repeat the option "
+                                                                    "or give several); each labels its tasks")],
+    overrides: Overrides = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
+) -> None:
+    """Train CONFIG's tasks as one model on a mix of gold labels and the teachers' outputs, the teacher weight
+    going from 1 to 0 over training (BAM! teacher annealing); the teachers label the training rows once."""
+    from polytask.config import load_config
+    from polytask.tables import results_table
+    from polytask.train import train as run_training
+
+    _setup_logging()
+    try:
+        cfg = load_config(config, [*(overrides or []), "distillation.teachers=" + json.dumps([str(t) for t in
+                                                                                            teachers])])
+        result = run_training(cfg, show_progress=False if no_progress else None)
+    except PolytaskError as exc:
+        _fail(exc)
+    if not _main_process():
+        return
+    for split in ("validation", "test"):
+        res = getattr(result, split)
+        if res:
+            console.print(results_table(res, f"{split} results of the distilled model"))
+    console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; student: {result.best_dir}")
+
+
+@app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder (e.g. runs/x/best)")],
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",

@@ -123,6 +123,14 @@ class EvaluationConfig(_Strict):
     patience: int | None = Field(None, ge=1)
 
 
+class DistillationConfig(_Strict):
+    """Teachers whose outputs the tasks also learn from, mixed with the gold labels with a teacher weight going
+    from 1 to 0 over training (teacher annealing); see polytask.recipes.distill."""
+
+    teachers: list[str] = Field(..., min_length=1, description="checkpoint folders; each labels its tasks")
+    cache: str | None = Field(None, description="where the teachers' outputs go (default OUTPUT_DIR/teachers)")
+
+
 class RunConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     datasets: dict[str, DatasetConfig]
@@ -132,6 +140,7 @@ class RunConfig(_Strict):
     gradients: PluginConfig = Field(default_factory=lambda: PluginConfig(name="sum"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    distillation: DistillationConfig | None = None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -364,6 +373,9 @@ def _check_training_start(run: RunConfig) -> list[str]:
     is known."""
     problems = []
     t = run.train
+    for teacher in (run.distillation.teachers if run.distillation else []):
+        if not (Path(teacher) / "config.json").is_file():
+            problems.append(f"distillation.teachers: not a polytask checkpoint folder (no config.json): {teacher}")
     if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
         problems.append(f"train.init_from: not a polytask checkpoint folder (no config.json): {t.init_from}")
     if t.carry_tasks and t.init_from is None:

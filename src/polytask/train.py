@@ -121,6 +121,7 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     tasks = build_tasks(cfg)
     encoder, tokenizer, source, kept = start_encoder(cfg, tasks)
     data = load_data(cfg, tokenizer, tasks=tasks, fit=True, keep=kept)
+    teacher_weight = _distillation(cfg, data, out_dir, accelerator)
     core = build_model(cfg, data, encoder, tokenizer)
     if source is not None:
         carried = transfer(core, source, kept, t.carry_tasks)
@@ -131,6 +132,7 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     if frozen:
         log.info("frozen (%s): %s of %s parameters", ", ".join(t.freeze), f"{frozen:,}", f"{core.num_parameters():,}")
     objective = build_objective(cfg, list(data.tasks))
+    objective.teacher_weight = teacher_weight
     train_splits = data.splits["train"]
     if t.compile:
         if objective.gradients.needs_task_gradients:  # torchjd vmaps through the graph: not through compiled code
@@ -226,6 +228,21 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     if t.save_last == "end":
         _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
     return _finish(core, data, cfg, state, out_dir, accelerator, metrics_log, history)
+
+
+def _distillation(cfg: RunConfig, data: MultiTaskData, out_dir: Path, accelerator: Any) -> Any:
+    """With ``distillation``: the teachers' soft targets in the training fields (computed once, by the main
+    process) and the teacher weight, 1 at the first step to 0 at the last (BAM!'s teacher annealing)."""
+    if cfg.distillation is None:
+        return None
+    from polytask.recipes.distill import attach, label_with_teachers
+
+    folder = Path(cfg.distillation.cache) if cfg.distillation.cache else out_dir / "teachers"
+    if accelerator.is_main_process:
+        label_with_teachers(cfg, folder)
+    accelerator.wait_for_everyone()
+    attach(data, cfg, folder)
+    return lambda progress: 1.0 - progress.step / max(1, progress.total_steps - 1)
 
 
 def _warn_small(data: MultiTaskData, total_steps: int, cfg: RunConfig) -> None:

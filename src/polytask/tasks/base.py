@@ -110,6 +110,7 @@ class Task(ABC):
     Params: ClassVar[type[TaskParams]] = TaskParams
     needs_words: ClassVar[bool] = False  # the input group must map each word to its first sub-word (word_index)
     input_fields: ClassVar[dict[str, FieldSpec]] = {}  # the forward inputs this task collates (ONNX graph inputs)
+    distillable: ClassVar[bool] = False  # soft_target() + "soft"/"teacher_weight" targets (polytask.tasks.distillation)
 
     def __init__(self, name: str, params: TaskParams) -> None:
         self.name, self.params = name, params
@@ -194,6 +195,11 @@ class Task(ABC):
     @property
     def primary_metric(self) -> str:
         return self.metric_names(self.params)[0]
+
+    def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
+        """A teacher's ``host_outputs`` for one example's features -> the soft target stored for distillation (only
+        for task types that declare ``distillable``)."""
+        raise NotImplementedError(f"task type {self.params.type!r} does not support distillation")
 
     def describe(self) -> dict[str, Any]:
         """What /tasks and ``polytask list`` show: type, input kind and the label set."""

@@ -20,6 +20,7 @@ from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetTask, Output, TaskBatch,
                                  TaskParams, mlp_head)
+from polytask.tasks.distillation import mixed_binary_cross_entropy, mixed_cross_entropy, teacher_weight
 
 
 class ClassificationParams(TaskParams):
@@ -46,6 +47,7 @@ class Classification(LabelSetTask):
     """One label per text or text pair (softmax, cross-entropy), or several (multi_label: sigmoid, BCE)."""
 
     Params: ClassVar[type[TaskParams]] = ClassificationParams
+    distillable = True
     params: ClassificationParams
 
     @classmethod
@@ -100,16 +102,21 @@ class Classification(LabelSetTask):
 
     def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
         targets = [f.get("target") for f in fields]
+        batch = TaskBatch()
+        if any("soft" in f for f in fields):  # teacher probabilities (distillation), NaN rows where none
+            batch.targets["soft"] = torch.tensor(np.stack([f.get("soft", np.full(self.num_outputs, np.nan))
+                                                           for f in fields]), dtype=torch.float32)
         if not self.params.multi_label:
-            return TaskBatch(targets={"target": torch.tensor([IGNORE if t is None else t for t in targets],
-                                                             dtype=torch.long)})
+            batch.targets["target"] = torch.tensor([IGNORE if t is None else t for t in targets], dtype=torch.long)
+            return batch
         out = torch.zeros(len(targets), self.num_outputs)
         for i, t in enumerate(targets):
             if t is None:
                 out[i] = float("nan")  # NaN row = this example does not label the task
             else:
                 out[i, t] = 1.0
-        return TaskBatch(targets={"target": out})
+        batch.targets["target"] = out
+        return batch
 
     # -- model -------------------------------------------------------------------------------------------------------
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
@@ -123,6 +130,10 @@ class Classification(LabelSetTask):
         """logits [B, C]; target [B] long (IGNORE = missing) or [B, C] float (NaN row = missing)."""
         logits, target = output, targets["target"]
         assert isinstance(logits, torch.Tensor)
+        weight = teacher_weight(targets)
+        if weight is not None:  # distillation: the teacher's probabilities mixed with the gold label
+            mix = mixed_binary_cross_entropy if self.params.multi_label else mixed_cross_entropy
+            return mix(logits, target, targets["soft"], weight)
         if not self.params.multi_label:
             keep = target != IGNORE
             if not keep.any():
@@ -132,6 +143,10 @@ class Classification(LabelSetTask):
         if not keep.any():
             return None
         return F.binary_cross_entropy_with_logits(logits[keep].float(), target[keep])
+
+    def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
+        """A teacher's class probabilities for the example [C] (mean over its features)."""
+        return np.mean(np.stack(outputs), axis=0).astype(np.float32)
 
     # -- outputs -----------------------------------------------------------------------------------------------------
     def host_outputs(self, output: Output) -> list[Any]:

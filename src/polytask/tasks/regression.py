@@ -19,6 +19,7 @@ from torch import nn
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import TASKS, BatchShape, Encoded, Fields, Output, Task, TaskBatch, TaskParams, mlp_head
+from polytask.tasks.distillation import mixed_squared_error, teacher_weight
 
 
 class RegressionParams(TaskParams):
@@ -51,6 +52,7 @@ class Regression(Task):
     """One real value per text or text pair (MSE, targets standardised by default; Pearson, Spearman)."""
 
     Params: ClassVar[type[TaskParams]] = RegressionParams
+    distillable = True
     params: RegressionParams
 
     def __init__(self, name: str, params: RegressionParams) -> None:
@@ -89,7 +91,11 @@ class Regression(Task):
 
     def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
         values = [f.get("target", float("nan")) for f in fields]
-        return TaskBatch(targets={"target": torch.tensor(values, dtype=torch.float32)})
+        batch = TaskBatch(targets={"target": torch.tensor(values, dtype=torch.float32)})
+        if any("soft" in f for f in fields):  # a teacher's value, standardised like the target (distillation)
+            soft = [(f["soft"] - self.mean) / self.std if "soft" in f else float("nan") for f in fields]
+            batch.targets["soft"] = torch.tensor(soft, dtype=torch.float32)
+        return batch
 
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         return mlp_head(hidden_size, self.params.head_hidden, 1, dropout)
@@ -102,6 +108,9 @@ class Regression(Task):
         """output [B, 1]; target [B] (NaN = missing)."""
         assert isinstance(output, torch.Tensor)
         target = targets["target"]
+        weight = teacher_weight(targets)
+        if weight is not None:
+            return mixed_squared_error(output[:, 0], target, targets["soft"], weight)
         keep = ~torch.isnan(target)
         if not keep.any():
             return None
@@ -111,6 +120,10 @@ class Regression(Task):
         """Values on the label scale, one float per feature."""
         assert isinstance(output, torch.Tensor)
         return (output[:, 0].float() * self.std + self.mean).tolist()
+
+    def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
+        """A teacher's value for the example, on the label scale (one number)."""
+        return np.array(sum(outputs) / len(outputs), dtype=np.float32)
 
     def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
                     outputs: Sequence[Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetTask, Output, TaskBatch,
                                  TaskParams, mlp_head, padded)
+from polytask.tasks.distillation import mixed_cross_entropy, teacher_weight
 
 OUTSIDE = "O"
 
@@ -89,6 +90,7 @@ class TokenClassification(LabelSetTask):
 
     Params: ClassVar[type[TaskParams]] = TokenClassificationParams
     needs_words = True
+    distillable = True
     params: TokenClassificationParams
 
     @classmethod
@@ -132,7 +134,15 @@ class TokenClassification(LabelSetTask):
         return out
 
     def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
-        return TaskBatch(targets={"target": padded([f.get("target") for f in fields], shape.words)})
+        batch = TaskBatch(targets={"target": padded([f.get("target") for f in fields], shape.words)})
+        if any("soft" in f for f in fields):  # a teacher's per-word probabilities [W, C] (distillation)
+            soft = np.full((shape.size, shape.words, self.num_outputs), np.nan, dtype=np.float32)
+            for i, f in enumerate(fields):
+                if "soft" in f:
+                    n = min(len(f["soft"]), shape.words)
+                    soft[i, :n] = f["soft"][:n]
+            batch.targets["soft"] = torch.from_numpy(soft)
+        return batch
 
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         return mlp_head(hidden_size, self.params.head_hidden, self.num_outputs, dropout)
@@ -145,10 +155,21 @@ class TokenClassification(LabelSetTask):
         """logits [B, W, C] per word; target [B, W] (IGNORE for padding, missing rows and truncated words)."""
         assert isinstance(output, torch.Tensor)
         target = targets["target"]
+        weight = teacher_weight(targets)
+        if weight is not None:  # per word: the teacher's probabilities mixed with the gold tag
+            c = output.shape[-1]
+            return mixed_cross_entropy(output.reshape(-1, c), target.reshape(-1), targets["soft"].reshape(-1, c),
+                                       weight)
         keep = target != IGNORE
         if not keep.any():
             return None
         return F.cross_entropy(output[keep].float(), target[keep])
+
+    def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
+        """A teacher's tag probabilities per word of the example [W, C]."""
+        logits = outputs[0][: len(example.words or [])]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        return (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
 
     def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
                     outputs: Sequence[Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ the weighting gets its hooks (``after_step`` with the losses of the same batches
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,10 +39,15 @@ AGGREGATION_SEED = 7919
 
 @dataclass
 class Objective:
-    """What a step minimises: the loss weighting and the gradient method."""
+    """What a step minimises: the loss weighting and the gradient method; with distillation, the weight of the
+    teachers' soft targets at a point of training (tasks mix them with the gold labels)."""
 
     weighting: LossWeighting
     gradients: GradientMethod
+    teacher_weight: Callable[[Progress], float] | None = None
+
+    def teacher_weight_at(self, progress: Progress) -> float | None:
+        return None if self.teacher_weight is None else self.teacher_weight(progress)
 
 
 @dataclass
@@ -87,9 +92,10 @@ class StepStats:
     examples: int  # rows of this process
 
 
-def forward_losses(model: nn.Module, micro_batch: MicroBatch, tasks: dict[str, Task], features: bool = False
-                   ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
-    """Every part's encoder pass and heads -> ({task: loss} for the tasks some row labels, [encoder outputs])."""
+def forward_losses(model: nn.Module, micro_batch: MicroBatch, tasks: dict[str, Task], features: bool = False,
+                   teacher_weight: float | None = None) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Every part's encoder pass and heads -> ({task: loss} for the tasks some row labels, [encoder outputs]).
+    ``teacher_weight``: the weight of the teachers' soft targets in the tasks that carry them (distillation)."""
     losses: dict[str, torch.Tensor] = {}
     shared: list[torch.Tensor] = []
     for part in micro_batch.parts:
@@ -98,7 +104,10 @@ def forward_losses(model: nn.Module, micro_batch: MicroBatch, tasks: dict[str, T
             out, tokens = out
             shared.append(tokens)
         for name in part.tasks:
-            loss = tasks[name].loss(out[name], part.batch.targets[name])
+            targets = part.batch.targets[name]
+            if teacher_weight is not None and "soft" in targets:
+                targets = {**targets, "teacher_weight": torch.tensor(teacher_weight)}
+            loss = tasks[name].loss(out[name], targets)
             if loss is not None:
                 losses[name] = loss if name not in losses else losses[name] + loss
     return losses, shared
@@ -109,6 +118,7 @@ def training_step(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict
     """Forward, backward (or per-task Jacobians and their aggregation), clip, optimizer step, weighting hooks."""
     weighting, method = objective.weighting, objective.gradients
     wctx = WeightingContext(ctx.shared_layer, ctx.mean)
+    teacher = objective.teacher_weight_at(progress)
     seen: dict[str, list[float]] = {}
     weights: dict[str, float] = {}
     gradient_weights: dict[str, float] = {}
@@ -119,7 +129,7 @@ def training_step(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict
             sync = i == len(micro_batches) - 1
             with nullcontext() if sync else ctx.accelerator.no_sync(ctx.model):
                 with ctx.timed("forward"), ctx.accelerator.autocast():
-                    losses, _ = forward_losses(ctx.model, micro, tasks)
+                    losses, _ = forward_losses(ctx.model, micro, tasks, teacher_weight=teacher)
                     combined = weighting.combine(losses, progress, wctx)
                 with ctx.timed("backward"):
                     ctx.accelerator.backward(combined.total / len(micro_batches))
@@ -164,7 +174,8 @@ def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, t
     jacobian = torch.zeros(len(step_tasks), sum(sizes), device=ctx.shared[0].device)
     for micro in micro_batches:
         with ctx.timed("forward"), ctx.accelerator.autocast():
-            losses, features = forward_losses(ctx.model, micro, tasks, features=True)
+            losses, features = forward_losses(ctx.model, micro, tasks, features=True,
+                                              teacher_weight=objective.teacher_weight_at(progress))
             combined = objective.weighting.combine(losses, progress, wctx)
         _record(losses, combined.weights, seen, weights)
         with ctx.timed("backward"):
