@@ -327,6 +327,42 @@ def finetune(
 
 
 @app.command()
+def affinity(
+    run_dir: Annotated[Path, typer.Argument(help="a run's output_dir (trained with train.affinity_every)")],
+    max_groups: Annotated[int, typer.Option(min=1, help="suggest partitions into 1..N groups")] = 3,
+) -> None:
+    """The inter-task affinity a run measured (TAG): the matrix averaged over training, a heatmap PNG
+    (RUN_DIR/report/affinity.png) and the best task groupings for 1..N groups."""
+    import math
+
+    from polytask.recipes.affinity import heatmap, read_affinity, suggest_groups
+
+    try:
+        found = read_affinity(run_dir)
+    except PolytaskError as exc:
+        _fail(exc)
+    tasks, matrix = found["tasks"], found["matrix"]
+    table = Table(title=f"affinity Z[i→j] = 1 − L'_j / L_j (row i: the task stepped on; column j: the task whose "
+                        f"loss is read), mean of {found['measurements']} measurements ({found['seconds']} s)")
+    table.add_column("i \\ j")
+    for t in tasks:
+        table.add_column(t, justify="right")
+    for t, row in zip(tasks, matrix):
+        table.add_row(t, *["-" if math.isnan(v) else f"{v:+.4f}" for v in row])
+    console.print(table)
+    groups = Table(title="suggested groupings (TAG score: Σ over tasks of the mean affinity onto it from its group)")
+    for col in ("groups", "partition", "score"):
+        groups.add_column(col)
+    for s in suggest_groups(tasks, matrix, max_groups):
+        groups.add_row(str(s["groups"]), " | ".join("+".join(g) for g in s["partition"]), f"{s['score']:.4f}")
+    console.print(groups)
+    try:
+        console.print(f"wrote {heatmap(tasks, matrix, run_dir / 'report' / 'affinity.png')}")
+    except ImportError:
+        console.print("note: matplotlib is not installed (pip install 'polytask[plots]'): no heatmap")
+
+
+@app.command()
 def compare(
     run_dir: Annotated[Path, typer.Argument(help="the config's train.output_dir (holds compare/summary.json)")],
     split: Annotated[str, typer.Option(help="test (a task without test falls back to validation) or validation")

@@ -111,6 +111,7 @@ class TrainConfig(_Strict):
     freeze: list[str] = Field(default_factory=list)  # embeddings, encoder, layers:A-B, heads, heads.NAME, task_embedding
     save_last: Literal["every_eval", "end", "never"] = "every_eval"  # when the resumable last/ is written
     min_steps: int | None = Field(None, ge=1)  # at least this many steps (small data: more epochs)
+    affinity_every: int | None = Field(None, ge=1)  # measure inter-task affinity (TAG) every N steps
     num_threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True

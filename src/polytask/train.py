@@ -28,6 +28,7 @@ from polytask.gradients import build_gradient_method
 from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
+from polytask.training.affinity import measure_affinity
 from polytask.training.distributed import gather_states, make_accelerator, rng_state, set_rng_state, shard_of
 from polytask.training.feed import Feeder
 from polytask.training.start import freeze, start_encoder, transfer
@@ -191,6 +192,11 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                             num_epochs=total_steps / steps_per_epoch)
         step_started = time.perf_counter()
         micro_batches = [feeder.micro_batch(progress) for _ in range(t.grad_accum)]
+        lookahead = _encoder_lr(optimizer, ctx.shared) if t.affinity_every else 0.0
+        if t.affinity_every and state.step % t.affinity_every == 0 and main and lookahead > 0:  # (0 in warm-up)
+            metrics_log.write({"type": "affinity", "step": state.step, **measure_affinity(
+                core, micro_batches, data.tasks, ctx.shared, lookahead, accelerator)})
+            step_started = time.perf_counter()  # the measurement is not part of the step's time
         stats = training_step(micro_batches, ctx, data.tasks, objective, progress)
         if state.step != state_at_start:  # not the first step this process runs (lazy imports, allocator)
             state.step_seconds += time.perf_counter() - step_started
@@ -228,6 +234,15 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     if t.save_last == "end":
         _checkpoint(core, out_dir / "last", optimizer, lr_schedule, objective, feeder, state, accelerator)
     return _finish(core, data, cfg, state, out_dir, accelerator, metrics_log, history)
+
+
+def _encoder_lr(optimizer: Any, shared: list[torch.nn.Parameter]) -> float:
+    """The current learning rate of the encoder's parameter group (the look-ahead step of affinity measurement)."""
+    first = shared[0] if shared else None
+    for group in optimizer.param_groups:
+        if any(p is first for p in group["params"]):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def _distillation(cfg: RunConfig, data: MultiTaskData, out_dir: Path, accelerator: Any) -> Any:
