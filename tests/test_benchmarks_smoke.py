@@ -66,3 +66,10 @@ def test_mtl_methods_benchmark_smoke() -> None:
                            "--methods", "equal,pcgrad"], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Δm%" in proc.stdout and "pcgrad" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_fewshot_benchmark_smoke() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fewshot.py"), "--smoke"], capture_output=True,
+                          text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "add-task" in proc.stdout and "finetune" in proc.stdout, proc.stdout[-2000:]
