@@ -73,3 +73,27 @@ def test_fewshot_benchmark_smoke() -> None:
                           text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "add-task" in proc.stdout and "finetune" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_start_from_joint_and_affinity_groups_smoke(tiny_encoder: str, toy_data: Path, tmp_path: Path) -> None:
+    """Both read a `polytask baseline` run; here a 2-task toy one (the real ones read benchmarks/mtl_vs_single)."""
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+
+    from conftest import write_yaml
+    from test_compare import two_task_config
+
+    cfg = write_yaml(tmp_path / "two.yaml", two_task_config(toy_data, tiny_encoder, tmp_path / "out", max_steps=6))
+    r = CliRunner().invoke(app, ["baseline", str(cfg), "--seeds", "1,2", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    for script, extra, marker in (
+            ("start_from_joint.py", ["--finetune-epochs", "1"], "BAM distilled"),
+            ("affinity_groups.py", ["--config", str(cfg), "--every", "2", "--groups", "2",
+                                    "--output-dir", str(tmp_path / "groups")], "grouped")):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--baseline", str(tmp_path / "out"),
+                               "--json-out", str(tmp_path / f"{script}.json"), *extra], capture_output=True,
+                              text=True, timeout=900, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert marker in proc.stdout, proc.stdout[-2000:]
+        assert json.loads((tmp_path / f"{script}.json").read_text())["machine"]["cores"] >= 1
