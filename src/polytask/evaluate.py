@@ -142,7 +142,8 @@ def aggregate(result: dict[str, Any], tasks: dict[str, Task], metric: str = "mea
 def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Path | None = None,
                         batch_size: int = 128, precision: str | None = None) -> dict[str, Any]:
     """Load a checkpoint and score it on ``split`` of its own run config's data (or of ``config``'s data).
-    Label spaces come from the checkpoint: a label it never saw is reported as an error, not skipped."""
+    Label spaces come from the checkpoint: a label it never saw is reported as an error, not skipped, unless the
+    config's task says ``unseen_labels: count_as_wrong`` (then it is scored as wrong and counted)."""
     from polytask.checkpoint import load_model
     from polytask.config import SPLITS, load_config, validate_config
     from polytask.data.loading import load_data

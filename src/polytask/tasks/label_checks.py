@@ -41,10 +41,10 @@ def check_unseen(task: LabelSetTask, values: list[tuple[Any, Example]]) -> str |
     if task.counts_unseen:
         return (f"task {task.name!r}: {summary}; they are scored as wrong (unseen_labels: count_as_wrong) and "
                 "counted in the metric unseen_labels")
-    raise UnseenLabelError(f"label not in task {task.name!r}'s label set (learned from the training split); {summary}; set "
-                    "unseen_labels: count_as_wrong on the task to score them as wrong instead",
-                    location=first[0].location, field=task.params.label, value=first[1],
-                    allowed=", ".join(task.labels))
+    raise UnseenLabelError(f"label not in task {task.name!r}'s label set (learned from the training split); "
+                           f"{summary}; set unseen_labels: count_as_wrong on the task to score them as wrong instead",
+                           location=first[0].location, field=task.params.label, value=first[1],
+                           allowed=", ".join(task.labels))
 
 
 def check_fixed_labels(task: LabelSetTask, values: list[tuple[Any, Example]]) -> None:
