@@ -93,7 +93,9 @@ def test_unknown_label_at_evaluation(tiny_encoder: str, toy_data: Path, tmp_path
     with pytest.raises(DataError) as info:
         _load(cfg)
     assert str(info.value) == (f"{dev}:3: field 'label': value 'neutral': label not in task 't''s label set "
-                               "(learned from the training split) (allowed: neg, pos)")
+                               "(learned from the training split); 1 of 2 examples hold labels training never saw: "
+                               "neutral (1); set unseen_labels: count_as_wrong on the task to score them as wrong "
+                               "instead (allowed: neg, pos)")
 
 
 def test_token_tag_count_mismatch(tiny_encoder: str, tmp_path: Path) -> None:

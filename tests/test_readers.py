@@ -214,22 +214,36 @@ def test_jsonl_line_must_be_an_object(tmp_path: Path) -> None:
 
 # -- conll ------------------------------------------------------------------------------------------------------------
 def test_conll_sentences_tokens_and_tags(tmp_path: Path) -> None:
-    text = ("-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n\t\n\n\nPeter\tB-PER\n"
+    text = ("-DOCSTART- -X- O O\n\nEU\tB-ORG\nrejects\tO\n\t\n\n\nPeter\tB-PER\n"
             "Blackburn\tI-PER\n\n-DOCSTART-\nDubbz\ufeff\tB-person\n\ufeff\nlast O")
     path = write(tmp_path / "d.conll", text)
     rows = read("conll", path)
     assert [r.values for r in rows] == [
-        {"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]},  # first and last column of a 3-column file
+        {"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]},
         {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},  # a tab-only line was a sentence break
         {"tokens": ["Dubbz"], "tags": ["B-person"]},  # U+FEFF stripped, and a line holding only U+FEFF is blank
-        {"tokens": ["last"], "tags": ["O"]},  # no final newline
+        {"tokens": ["last"], "tags": ["O"]},  # no final newline; space-separated like the tab lines' 2 columns
     ]
     assert [r.location for r in rows] == [f"{path}:3", f"{path}:8", f"{path}:12", f"{path}:14"]
+    path = write(tmp_path / "conll2003.conll", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n")
+    assert read("conll", path)[0].values == {"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}  # first + last
 
 
-def test_conll_tab_separated_token_may_hold_a_space(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.conll", "New York\tB-LOC\n")
-    assert read("conll", path)[0].values == {"tokens": ["New York"], "tags": ["B-LOC"]}
+def test_conll_token_with_a_space_is_an_error_not_a_lost_word(tmp_path: Path) -> None:
+    # white-space separated: "York" would have been dropped as a middle column
+    path = write(tmp_path / "d.conll", "in O\nNew York B-city\n")
+    assert data_error("conll", path) == (
+        f"{path}:2: value 'New York B-city': 3 columns, but the file's first word line (1) has 2: a token holding "
+        "white space would lose words here; write one word per line, or set options.column_names when lines "
+        "really have more columns (allowed: 2 columns)")
+    # tab-separated: the token itself would hold the space, which no word can
+    path = write(tmp_path / "t.conll", "in\tO\nNew York\tB-city\n")
+    assert data_error("conll", path) == (
+        f"{path}:2: value 'New York': a tab-separated column holds white space; a word cannot (one word per line) "
+        "(allowed: columns without spaces, separated by tabs)")
+    # column_names says the lines have three columns: then the same line is token, pos, tag
+    rows = read("conll", write(tmp_path / "p.conll", "in IN O\nNew NNP B-city\n"), column_names=["w", "pos", "t"])
+    assert rows[0].values["w"] == ["in", "New"]
 
 
 def test_conll_token_prefix(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polytask.errors import PolytaskError
+from polytask.registry import UnknownNameError
 
 FORMAT_VERSION = 2  # 2: each task stores its input spec (1: "text"/"pair"), read by both
 
@@ -110,16 +111,36 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     enc = config["encoder"]
     model = MultiTaskModel(encoder_from_config(enc["config"]), tasks, pooling=enc["pooling"],
                            task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1))
-    state = load_file(str(path / "model.safetensors"))
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise PolytaskError(f"{path}: no model.safetensors (an incomplete checkpoint folder?)")
+    state = load_file(str(weights))
     if "task_embedding.weight" in state:  # checkpoints before task embeddings were keyed by name: rows in task order
         rows = state.pop("task_embedding.weight")
         state.update({f"task_embedding.{name}": rows[i] for i, name in enumerate(tasks)})
-    model.load_state_dict(state, strict=True)
+    load_weights(model, state, str(weights))
     model.max_length = int(enc.get("max_length", 512))
     model.tokenizer = load_tokenizer(path, tasks)
     run_file = path / "run_config.yaml"
     model.run_config = yaml.safe_load(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
     return model.to(device).eval()
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(state, strict=True)``, with a mismatch told as which tensors differ and how (the
+    model was built from a config or data whose label sets, tasks or encoder differ from the saved ones)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [f"{k}: saved {list(state[k].shape)}, now {list(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = ([f"shape differs for {'; '.join(shapes[:5])}"] if shapes else []) + \
+                ([f"not saved: {', '.join(missing[:5])}"] if missing else []) + \
+                ([f"saved but not in the model: {', '.join(extra[:5])}"] if extra else [])
+        raise PolytaskError(f"{source}: the saved weights do not fit the model built now ({'; '.join(parts)}); "
+                            "were tasks, label sets or the encoder changed since it was saved?")
+    model.load_state_dict(state, strict=True)
 
 
 def load_tasks(config: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +151,12 @@ def load_tasks(config: dict[str, Any]) -> dict[str, Any]:
 
     tasks = {}
     for name, entry in config["tasks"].items():
-        params = TASKS.get(entry["params"]["type"]).Params.model_validate(entry["params"])
+        kind = entry["params"]["type"]
+        if kind not in TASKS:  # a plugin type: its module registers it on import, and nothing imported it
+            raise UnknownNameError("task type", kind, TASKS.names(), message=(
+                f"the checkpoint's task {name!r} has type {kind!r}, which is not registered; import the module "
+                "that registers it (it must be importable) before loading the checkpoint"))
+        params = TASKS.get(kind).Params.model_validate(entry["params"])
         task = build_task(name, params)
         task.load_state(entry["state"])
         spec = entry.get("input")

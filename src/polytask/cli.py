@@ -10,9 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from polytask.errors import PolytaskError
+from polytask.errors import PolytaskError, check_choice
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train one Transformer encoder on many NLP tasks; evaluate, predict and serve them together.")
@@ -24,7 +25,8 @@ Overrides = Annotated[Optional[list[str]], typer.Argument(help="dotted overrides
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    # escaped: messages quote user values such as "[E1]" or "['a', 1]", which rich would read as markup
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -41,17 +43,35 @@ def _setup_logging() -> None:
 
 
 @app.command()
-def validate(config: Annotated[Path, typer.Argument(help="run config YAML")], overrides: Overrides = None) -> None:
-    """Check a config (keys, values, plugin names, files) and report every problem at once; loads no weights."""
+def validate(
+    config: Annotated[Path, typer.Argument(help="run config YAML")],
+    overrides: Overrides = None,
+    no_data: Annotated[bool, typer.Option("--no-data", help="check the config only, do not read the data")] = False,
+) -> None:
+    """Check a config (keys, values, plugin names, files, encoder folder) and then read every split of the data
+    (columns, inputs, labels, tags); reports every problem at once. Loads no weights and no tokenizer."""
     from polytask.config import load_config
+    from polytask.data.check import check_data
+    from polytask.errors import DataCheckError
 
+    _setup_logging()
     try:
         cfg = load_config(config, overrides or [])
+        report = None if no_data else check_data(cfg)
+        if report is not None and report.problems:
+            raise DataCheckError(str(config), report.problems)
     except PolytaskError as exc:
         _fail(exc)
     sources = cfg.sources_of()
     console.print(f"[green]OK[/] {config}: {len(cfg.tasks)} task(s) from {len(sources)} dataset(s), "
-                  f"encoder {cfg.encoder.name!r}, sampler {cfg.sampler.name!r}, weighting {cfg.weighting.name!r}")
+                  f"encoder {cfg.encoder.name!r}, sampler {cfg.sampler.name!r}, weighting {cfg.weighting.name!r}",
+                  highlight=False)
+    if report is not None:
+        for source, splits in report.rows.items():
+            console.print(f"  {source}: " + ", ".join(f"{split} {n} rows" for split, n in splits.items()),
+                          highlight=False)
+        for note in report.notes:
+            console.print(f"  note: {note}", highlight=False, markup=False)
 
 
 @app.command()
@@ -193,8 +213,11 @@ def predict(
         _fail(ValueError("--input needs --output (the JSON-lines file to write)"))
     if input_file is None and not texts:
         _fail(ValueError("give at least one TEXT, or --input FILE --output FILE"))
-    if precision not in ("fp32", "bf16"):
-        _fail(ValueError(f"unknown precision {precision!r}; available: fp32, bf16"))
+    try:
+        check_choice("--precision", precision, ("fp32", "bf16"), "precision")
+        check_choice("--backend", backend, ("torch", "onnx"), "backend")
+    except PolytaskError as exc:
+        _fail(exc)
     if backend == "onnx" and precision != "fp32":
         _fail(ValueError("--precision bf16 applies to the torch backend only (the ONNX graph runs in fp32)"))
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
@@ -247,11 +270,8 @@ def export(
     """Export the encoder and every head as ONE graph; checks it against PyTorch (max abs diff)."""
     from polytask.export_cli import run_export
 
-    if format != "onnx":
-        _fail(ValueError(f"unknown format {format!r}; available: onnx"))
-    if quantize not in (None, "int8"):
-        _fail(ValueError(f"unknown quantization {quantize!r}; available: int8"))
     try:
+        check_choice("--format", format, ("onnx",), "export format")
         run_export(checkpoint, output, quantize, split, console)
     except PolytaskError as exc:
         _fail(exc)
@@ -269,14 +289,16 @@ def baseline(
 ) -> None:
     """Train every task ALONE with the same settings and budget, and the multi-task model, on each seed; writes
     OUTPUT_DIR/compare/ (summary.json, multi/seed-N, single/TASK/seed-N) and prints the comparison."""
-    from polytask.baseline import parse_seeds, run_baseline
+    from polytask.baseline import BUDGETS, parse_seeds, run_baseline
     from polytask.compare import comparison, comparison_tables
     from polytask.config import load_config
 
     _setup_logging()
     try:
+        check_choice("--budget", budget, BUDGETS, "budget")
+        seed_list = parse_seeds(seeds)
         cfg = load_config(config, overrides or [])
-        summary = run_baseline(cfg, parse_seeds(seeds), budget, force, show_progress=False if no_progress else None)
+        summary = run_baseline(cfg, seed_list, budget, force, show_progress=False if no_progress else None)
         tables = comparison_tables(comparison(summary, "test"))
     except PolytaskError as exc:
         _fail(exc)
@@ -373,6 +395,7 @@ def compare(
     from polytask.compare import comparison, comparison_tables, load_summary
 
     try:
+        check_choice("--split", split, ("test", "validation"), "split")
         comp = comparison(load_summary(run_dir), split)
     except PolytaskError as exc:
         _fail(exc)
@@ -422,8 +445,6 @@ def demo(
 @app.command("list")
 def list_plugins() -> None:
     """List the registered task types, input specs, samplers, loss weightings, gradient methods, data formats."""
-    from rich.markup import escape
-
     from polytask.data import input_specs  # noqa: F401  (registers the built-in input specs)
     from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS

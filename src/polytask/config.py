@@ -20,6 +20,7 @@ dangling references) and raises one :class:`ConfigError` listing all of them.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from pathlib import Path
@@ -28,8 +29,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
+from polytask.config_rules import (drop_switched_params, encoder_problems, expand_shorthands, mapping_problem,
+                                   metric_problems, non_finite_problems)
 from polytask.errors import ConfigError
 from polytask.registry import UnknownNameError
+
+log = logging.getLogger("polytask")
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -220,11 +225,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True,
+                check_encoder: bool = True) -> RunConfig:
     """Read, override and validate a run config; raise one ConfigError listing every problem found."""
     data = read_yaml(path)
     return validate_config(data, source=str(path), base_dir=Path(path).resolve().parent,
-                           overrides=overrides, check_files=check_files)
+                           overrides=overrides, check_files=check_files, check_encoder=check_encoder)
 
 
 def validate_config(
@@ -233,23 +239,35 @@ def validate_config(
     base_dir: Path | None = None,
     overrides: list[str] | None = None,
     check_files: bool = True,
+    check_encoder: bool = True,
 ) -> RunConfig:
-    """Validate a config mapping (already parsed); relative paths are resolved against ``base_dir``."""
+    """Validate a config mapping (already parsed); relative paths are resolved against ``base_dir``.
+    ``check_encoder`` False skips the encoder folder and position-table checks (a checkpoint's saved config: its
+    weights come from the checkpoint, the encoder it started from may be gone)."""
     from polytask.data.readers import READERS, ReaderOptions
     from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
     from polytask.tasks import TASKS
     from polytask.weighting import WEIGHTINGS
 
+    registries = {"sampler": SAMPLERS, "weighting": WEIGHTINGS, "gradients": GRADIENT_METHODS}
     data = copy.deepcopy(data)
+    expand_shorthands(data)
+    original = copy.deepcopy(data)
     problems: list[str] = []
-    for key_path, value in parse_overrides(overrides or []):
+    parsed = parse_overrides(overrides or [])
+    for key_path, value in parsed:
         if (msg := _apply_override(data, key_path, value)) is not None:
             problems.append(msg)
+    expand_shorthands(data)  # an override may give a whole section as a name too
+    for note in drop_switched_params(data, original, [p for p, _ in parsed], registries):
+        log.info("%s: %s", source, note)
+    non_finite = non_finite_problems(data)
+    problems.extend(non_finite)
 
     raw_tasks = data.get("tasks")
-    if not isinstance(raw_tasks, dict) or not raw_tasks:
-        problems.append("tasks: at least one task is required (a mapping of task name -> settings)")
+    if (msg := mapping_problem("tasks", raw_tasks)) is not None:
+        problems.append(msg)
         raw_tasks = {}
     data["tasks"] = {}
 
@@ -275,8 +293,8 @@ def validate_config(
 
     # datasets one by one, so a bad entry does not hide the problems of the others
     raw_datasets = data.get("datasets")
-    if not isinstance(raw_datasets, dict) or not raw_datasets:
-        problems.append("datasets: at least one dataset is required (a mapping of dataset name -> files)")
+    if (msg := mapping_problem("datasets", raw_datasets)) is not None:
+        problems.append(msg)
         raw_datasets = {}
     datasets: dict[str, DatasetConfig] = {}
     base = base_dir or Path.cwd()
@@ -312,7 +330,7 @@ def validate_config(
                 f"tasks.{name}.dataset: unknown dataset {ds_name!r}; defined: {', '.join(raw_datasets) or '(none)'}"
             )
 
-    for kind, registry in (("sampler", SAMPLERS), ("weighting", WEIGHTINGS), ("gradients", GRADIENT_METHODS)):
+    for kind, registry in registries.items():
         raw = data.get(kind)
         if raw is None:
             continue
@@ -334,36 +352,22 @@ def validate_config(
 
     evaluation = data.get("evaluation")
     metric = evaluation.get("metric", "mean") if isinstance(evaluation, dict) else "mean"
-    problems.extend(_check_metric(str(metric), typed_tasks))
+    problems.extend(metric_problems(str(metric), typed_tasks, datasets))
     run: RunConfig | None = None
     try:
         run = RunConfig.model_validate(data)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc))
     if run is None:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, _without_repeats(problems, non_finite))
     run.tasks, run.datasets = typed_tasks, datasets
 
-    problems.extend(_check_encoder(run.encoder))
+    if check_encoder:
+        problems.extend(encoder_problems(run.encoder, typed_tasks))
     problems.extend(_check_training_start(run))
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, _without_repeats(problems, non_finite))
     return run
-
-
-def _check_metric(metric: str, tasks: dict[str, BaseModel]) -> list[str]:
-    from polytask.tasks import TASKS
-
-    if metric == "mean":
-        return []
-    task, _, name = metric.partition("/")
-    if task not in tasks:
-        return [f"evaluation.metric: {metric!r} is neither 'mean' nor TASK/METRIC with a known task "
-                f"({', '.join(tasks)})"]
-    known = TASKS.get(tasks[task].type).metric_names(tasks[task])  # type: ignore[attr-defined]
-    if name not in known:
-        return [f"evaluation.metric: task {task!r} has no metric {name!r}; available: {', '.join(known)}"]
-    return []
 
 
 FREEZE = re.compile(r"embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")
@@ -397,12 +401,7 @@ def _check_training_start(run: RunConfig) -> list[str]:
     return problems
 
 
-def _check_encoder(encoder: EncoderConfig) -> list[str]:
-    from polytask.encoder import ALIASES
-
-    if encoder.name in ALIASES:
-        try:
-            ALIASES[encoder.name]()
-        except ImportError as exc:
-            return [f"encoder.name: alias {encoder.name!r} needs a package: {exc}"]
-    return []
+def _without_repeats(problems: list[str], non_finite: list[str]) -> list[str]:
+    """``problems`` less the schema's messages about keys the non-finite rule already named (NaN fails bounds)."""
+    keys = {p.split(": ", 1)[0] for p in non_finite}
+    return [p for p in problems if p in non_finite or p.split(": ", 1)[0] not in keys]

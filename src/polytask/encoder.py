@@ -47,7 +47,7 @@ def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrained
             model = AutoModel.from_pretrained(resolved, revision=revision, add_pooling_layer=False)
         except TypeError:  # architectures without a pooling layer do not accept the flag
             model = AutoModel.from_pretrained(resolved, revision=revision)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's check of a malformed repo id
         raise PolytaskError(
             f"could not load encoder {name!r} (resolved to {resolved!r}): {exc}\n"
             "Give a local folder, the alias 'minilm', or a Hugging Face hub id with network access."

@@ -53,3 +53,27 @@ class ConfigError(PolytaskError, ValueError):
         self.source, self.problems = source, problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s) in the config:\n{lines}")
+
+
+class OptionError(PolytaskError, ValueError):
+    """A command-line option (or the matching library argument) with a value it does not take."""
+
+    def __init__(self, option: str, value: Any, problem: str, allowed: str) -> None:
+        self.option, self.value, self.allowed = option, value, allowed
+        super().__init__(f"{option}: value {_short(value)}: {problem} (allowed: {allowed})")
+
+
+def check_choice(option: str, value: Any, choices: tuple[str, ...], what: str) -> str:
+    """``value`` when it is one of ``choices``; else an OptionError naming the option and the choices."""
+    if value not in choices:
+        raise OptionError(option, value, f"unknown {what}", ", ".join(choices))
+    return value
+
+
+class DataCheckError(PolytaskError, ValueError):
+    """Every problem ``polytask validate`` found in the data (each a DataError message), raised together."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the data:\n{lines}")

@@ -17,6 +17,8 @@ from polytask.tasks import Task
 if TYPE_CHECKING:
     from polytask.training.distributed import Shard
 
+PRECISIONS = ("fp32", "bf16")
+
 
 def autocast(precision: str, device: torch.device):
     """bf16 autocast (CPU or CUDA) or nothing. On CPUs with AMX, bf16 matrix products are several times faster."""
@@ -148,23 +150,29 @@ def aggregate(result: dict[str, Any], tasks: dict[str, Task], metric: str = "mea
 def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Path | None = None,
                         batch_size: int = 128, precision: str | None = None) -> dict[str, Any]:
     """Load a checkpoint and score it on ``split`` of its own run config's data (or of ``config``'s data).
-    Label spaces come from the checkpoint: a label it never saw is reported as an error, not skipped."""
+    Label spaces come from the checkpoint: a label it never saw is reported as an error, not skipped, unless the
+    config's task says ``unseen_labels: count_as_wrong`` (then it is scored as wrong and counted)."""
     from polytask.checkpoint import load_model
-    from polytask.config import load_config, validate_config
+    from polytask.config import SPLITS, load_config, validate_config
     from polytask.data.loading import load_data
-    from polytask.errors import PolytaskError
+    from polytask.errors import PolytaskError, check_choice
 
+    check_choice("--split", split, SPLITS, "split")
+    if precision is not None:
+        check_choice("--precision", precision, PRECISIONS, "precision")
     model = load_model(path)
     if config is not None:
-        cfg = load_config(config)
+        cfg = load_config(config, check_encoder=False)
     elif model.run_config is not None:
-        cfg = validate_config(model.run_config, source=f"{path}/run_config.yaml")
+        cfg = validate_config(model.run_config, source=f"{path}/run_config.yaml", check_encoder=False)
     else:
         raise PolytaskError(f"{path}: the checkpoint has no run_config.yaml; pass --config with the data to use")
     unknown = [t for t in cfg.tasks if t not in model.tasks]
     if unknown:
         raise PolytaskError(f"config tasks {', '.join(unknown)} are not in the checkpoint "
                             f"(it has {', '.join(model.tasks)})")
+    for name in cfg.tasks:  # how to score labels training never saw is the evaluating config's choice
+        model.tasks[name].adopt_scoring(cfg.tasks[name])
     data = load_data(cfg, model.tokenizer, splits=(split,), tasks={n: model.tasks[n] for n in cfg.tasks})
     if not data.splits.get(split):
         raise PolytaskError(f"no dataset of the config has a {split!r} split")

@@ -9,15 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from polytask.errors import PolytaskError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """Raised when a registry is asked for a name it does not hold."""
+class UnknownNameError(PolytaskError, KeyError):
+    """Raised when a registry is asked for a name it does not hold. A PolytaskError (the CLI prints it without a
+    traceback) and still a KeyError, for callers that caught it as one."""
 
-    def __init__(self, kind: str, name: str, available: list[str]) -> None:
+    def __init__(self, kind: str, name: str, available: list[str], message: str | None = None) -> None:
         self.kind, self.name, self.available = kind, name, available
-        super().__init__(f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}")
+        listed = f"available: {', '.join(available) or '(none)'}"
+        super().__init__(f"{message}; {listed}" if message else f"unknown {kind} {name!r}; {listed}")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.args[0]

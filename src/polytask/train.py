@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.checkpoint import atomic_dir, load_training_state, save_training_state, write_model_files
+from polytask.checkpoint import atomic_dir, save_training_state, write_model_files
 from polytask.config import RunConfig
 from polytask.data.loading import MultiTaskData, build_tasks, load_data
 from polytask.errors import PolytaskError
@@ -29,11 +29,13 @@ from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
 from polytask.training.affinity import measure_affinity
-from polytask.training.distributed import gather_states, make_accelerator, rng_state, set_rng_state, shard_of
+from polytask.training.distributed import gather_states, make_accelerator, rng_state, shard_of
 from polytask.training.feed import Feeder
+from polytask.training.resume import check_resume_config, last_good, restore
 from polytask.training.start import freeze, start_encoder, transfer
 from polytask.training.step import Objective, StepContext, StepStats, last_shared_layer, training_step
 from polytask.weighting import build_weighting
+from polytask.weighting.base import NonFiniteLossError
 
 log = logging.getLogger("polytask")
 
@@ -111,6 +113,8 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     from transformers import get_scheduler
 
     t, ev = cfg.train, cfg.evaluation
+    if resume is not None:  # before anything loads: a changed config cannot resume exactly
+        check_resume_config(Path(resume), cfg)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     seed_everything(t.seed)
@@ -157,7 +161,10 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                                 num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
     state = LoopState()
     if resume is not None:
-        state = _restore(Path(resume), core, optimizer, lr_schedule, objective, feeder, accelerator)
+        saved = restore(Path(resume), core, optimizer, lr_schedule, objective.weighting, feeder, accelerator)
+        state = LoopState(step=saved["step"], best=saved["best"], evals_without_gain=saved["evals_without_gain"],
+                          examples=saved["examples"], seconds=saved["seconds"],
+                          step_seconds=saved.get("step_seconds", 0.0), timed_steps=saved.get("timed_steps", 0))
     if objective.gradients.needs_task_gradients:  # the step reduces gradients itself: no DDP wrapper
         model = core.to(accelerator.device)
         _broadcast_parameters(core, accelerator)
@@ -197,7 +204,13 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
             metrics_log.write({"type": "affinity", "step": state.step, **measure_affinity(
                 core, micro_batches, data.tasks, ctx.shared, lookahead, accelerator)})
             step_started = time.perf_counter()  # the measurement is not part of the step's time
-        stats = training_step(micro_batches, ctx, data.tasks, objective, progress)
+        try:
+            stats = training_step(micro_batches, ctx, data.tasks, objective, progress)
+        except NonFiniteLossError as exc:  # nothing written since the last evaluation: say where that state is
+            bar.close()
+            metrics_log.close()
+            raise NonFiniteLossError(f"{exc}; {last_good(out_dir, Path(resume) if resume else None, eval_every)}"
+                                     ) from None
         if state.step != state_at_start:  # not the first step this process runs (lazy imports, allocator)
             state.step_seconds += time.perf_counter() - step_started
             state.timed_steps += 1
@@ -378,33 +391,6 @@ def _checkpoint(model: MultiTaskModel, folder: Path, optimizer: Any, lr_schedule
     accelerator.wait_for_everyone()
 
 
-def _restore(folder: Path, model: MultiTaskModel, optimizer: Any, lr_schedule: Any, objective: Objective,
-             feeder: Feeder, accelerator: Any) -> LoopState:
-    from safetensors.torch import load_file
-
-    saved = load_training_state(folder)
-    processes = saved.get("processes", 1)
-    if processes != accelerator.num_processes:
-        raise PolytaskError(f"{folder}: saved by {processes} process(es), resumed with {accelerator.num_processes}: "
-                            "each process's data order and random state cannot be carried over; resume with the "
-                            "same number of processes")
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    lr_schedule.load_state_dict(saved["scheduler"])
-    objective.weighting.load_state_dict(saved["weighting_state"])
-    mine = saved["ranks"][accelerator.process_index]
-    try:
-        feeder.load_state_dict(mine["feeder"])
-    except ValueError as exc:
-        raise PolytaskError(f"{folder}: {exc}") from None
-    set_rng_state(saved["rngs"][accelerator.process_index])
-    random.setstate(_tuples(mine["python_random"]))
-    np.random.set_state(tuple(mine["numpy_random"]))  # type: ignore[arg-type]
-    return LoopState(step=saved["step"], best=saved["best"], evals_without_gain=saved["evals_without_gain"],
-                     examples=saved["examples"], seconds=saved["seconds"],
-                     step_seconds=saved.get("step_seconds", 0.0), timed_steps=saved.get("timed_steps", 0))
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -412,6 +398,3 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     return value
 
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -149,12 +149,11 @@ def make_examples(rows: list[Row], ds: DatasetConfig, spec: InputSpec, words: bo
 
 
 def gold_values(task: Task, examples: list[Example]) -> list[Any]:
-    """The validated gold of ``task`` for each example, None where the row does not label it."""
-    out = []
-    for example in examples:
-        raw = example.row.values.get(task.params.label)
-        out.append(None if task.is_missing(raw) else task.gold(raw, example))
-    return out
+    """The validated gold of ``task`` for each example, None where the row does not label it; the split-wide checks
+    (``Task.check_values``) run first."""
+    raws = [example.row.values.get(task.params.label) for example in examples]
+    task.check_values([(raw, e) for raw, e in zip(raws, examples) if not task.is_missing(raw)])
+    return [None if task.is_missing(raw) else task.gold(raw, example) for raw, example in zip(raws, examples)]
 
 
 def assemble(name: str, source: str, split: str, spec: InputSpec, tasks: dict[str, Task], names: list[str],

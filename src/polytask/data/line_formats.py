@@ -46,7 +46,10 @@ CONLL_DEFAULT_COLUMNS = ("tokens", "tags")
 def read_conll(path: str, options: ReaderOptions, split: str | None = None) -> list[Row]:
     """Token-per-line NER files: first column token, last column tag; a blank line ends a sentence.
 
-    Columns are tab-separated when a line has a tab, else white-space separated. ``-DOCSTART-`` lines are document
+    Columns are tab-separated when a line has a tab, else white-space separated. Every word line has as many columns
+    as ``column_names`` (or, without it, as the file's first word line): a line with more, say ``New York B-city``
+    in a two-column file, is an error naming the line, never a word silently dropped. A column of a tab-separated
+    line that holds white space is an error too (a word cannot hold white space). ``-DOCSTART-`` lines are document
     separators and are skipped. U+FEFF is removed everywhere: stray byte order marks occur inside real files
     (WNUT-17 dev has one glued to a token and one alone on what should be a blank line).
     """
@@ -55,6 +58,7 @@ def read_conll(path: str, options: ReaderOptions, split: str | None = None) -> l
     rows: list[Row] = []
     sentence: list[list[str]] = []
     first_line = 0
+    expected: tuple[int, int] | None = None  # (columns of the file's first word line, its line number)
     for number, line in _numbered_lines(_read_text(file, options.encoding)):
         line = line.replace("\ufeff", "").strip()
         if not line or line.startswith("-DOCSTART-"):
@@ -64,15 +68,20 @@ def read_conll(path: str, options: ReaderOptions, split: str | None = None) -> l
             continue
         if not sentence:
             first_line = number
-        sentence.append(_conll_columns(path, number, line, options))
+        columns = _conll_columns(path, number, line, options, expected)
+        expected = expected or (len(columns), number)
+        sentence.append(_conll_keep(path, number, columns, options))
     if sentence:
         rows.append(_conll_row(path, first_line, names, sentence))
     return _require_rows(rows, path)
 
 
-def _conll_columns(path: str, number: int, line: str, options: ReaderOptions) -> list[str]:
-    """The columns of one word line, with the token prefix removed; only the columns the row will keep."""
-    columns = [c.strip() for c in line.split("\t")] if "\t" in line else line.split()
+def _conll_columns(path: str, number: int, line: str, options: ReaderOptions,
+                   expected: tuple[int, int] | None) -> list[str]:
+    """The columns of one word line, checked: their count (``column_names``, else the first word line's) and no
+    white space inside a tab-separated column."""
+    tabbed = "\t" in line
+    columns = [c.strip() for c in line.split("\t")] if tabbed else line.split()
     if options.column_names is not None:
         if len(columns) != len(options.column_names):
             raise DataError(f"expected {len(options.column_names)} columns ({', '.join(options.column_names)}), "
@@ -80,7 +89,21 @@ def _conll_columns(path: str, number: int, line: str, options: ReaderOptions) ->
     elif len(columns) < 2:
         raise DataError("expected a token and a tag separated by a tab or spaces, found one column", file=path,
                         line=number, value=line)
-    else:
+    elif expected is not None and len(columns) != expected[0]:
+        raise DataError(f"{len(columns)} columns, but the file's first word line ({expected[1]}) has {expected[0]}: "
+                        "a token holding white space would lose words here; write one word per line, or set "
+                        "options.column_names when lines really have more columns", file=path, line=number,
+                        value=line, allowed=f"{expected[0]} columns")
+    spaced = [c for c in columns if any(ch.isspace() for ch in c)] if tabbed else []
+    if spaced:
+        raise DataError("a tab-separated column holds white space; a word cannot (one word per line)", file=path,
+                        line=number, value=spaced[0], allowed="columns without spaces, separated by tabs")
+    return columns
+
+
+def _conll_keep(path: str, number: int, columns: list[str], options: ReaderOptions) -> list[str]:
+    """The columns the row keeps (token and tag without ``column_names``), with the token prefix removed."""
+    if options.column_names is None:
         columns = [columns[0], columns[-1]]
     prefix = options.token_prefix
     if prefix is not None:

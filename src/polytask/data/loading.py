@@ -64,6 +64,9 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
                     task.fit([(v, e) for v, e in values if not task.is_missing(v)])
         for split, per_group in examples.items():
             golds = {n: gold_values(tasks[n], exs) for (spec, group), exs in zip(groups, per_group) for n in group}
+            for n in names:  # BIO repairs, labels training never saw: one line per task and split, never silent
+                for note in tasks[n].take_notes():
+                    log.warning("%s/%s: %s", source, split, note)
             check_every_row_labelled(rows[split], golds, tasks)
             for (spec, group), exs in zip(groups, per_group):
                 name = group_name(source, group, len(groups) > 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
 import numpy as np
 import torch
@@ -104,6 +104,13 @@ class TaskParams(BaseModel):
     head_hidden: int = Field(0, ge=0, description="0: linear head; N: one hidden layer of N units (GELU)")
 
 
+class LabelSetParams(TaskParams):
+    """Keys of task types with a label set (classification, token classification)."""
+
+    unseen_labels: Literal["error", "count_as_wrong"] = Field(
+        "error", description="a validation/test label training never saw: an error, or scored as a wrong prediction")
+
+
 class Task(ABC):
     """Base class of task types: subclasses set ``Params`` and implement the abstract methods."""
 
@@ -115,6 +122,7 @@ class Task(ABC):
     def __init__(self, name: str, params: TaskParams) -> None:
         self.name, self.params = name, params
         self.input: InputSpec | None = None  # bound from the dataset in training, from config.json on load
+        self._notes: list[str] = []  # what reading golds noticed (repairs, unseen labels): see take_notes
 
     # -- input -------------------------------------------------------------------------------------------------------
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
@@ -143,6 +151,20 @@ class Task(ABC):
     @abstractmethod
     def gold(self, raw: Any, example: Example) -> Any:
         """Raw label -> the validated form metrics compare predictions with; DataError naming the row if bad."""
+
+    def check_values(self, values: list[tuple[Any, Example]]) -> None:
+        """Checks over one split's labelled (raw value, example) pairs that no single row shows (e.g. one value type
+        per label column), run before :meth:`gold` reads them; DataError naming the rows."""
+
+    def take_notes(self) -> list[str]:
+        """What reading golds noticed since the last call (repaired tags, unseen labels), one log line each; the
+        loader calls it after each split."""
+        notes, self._notes = self._notes, []
+        return notes
+
+    def adopt_scoring(self, params: TaskParams) -> None:
+        """Take from ``params`` (an evaluating config's) the settings that change only how predictions are scored,
+        not the model; nothing by default."""
 
     # -- features ----------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -228,9 +250,34 @@ class LabelSetTask(Task):
     def num_outputs(self) -> int:
         return len(self.labels)
 
+    @property
+    def counts_unseen(self) -> bool:
+        """``unseen_labels: count_as_wrong``: an evaluation label training never saw is kept and scored as wrong."""
+        return getattr(self.params, "unseen_labels", "error") == "count_as_wrong"
+
+    def adopt_scoring(self, params: TaskParams) -> None:
+        if hasattr(params, "unseen_labels") and hasattr(self.params, "unseen_labels"):
+            self.params = self.params.model_copy(update={"unseen_labels": params.unseen_labels})
+
+    def label_names(self, raw: Any, example: Example) -> list[str]:
+        """The label names in one raw value, for the split-wide check of unseen labels; [] skips that check (then
+        :meth:`check_label` reports the first unseen label alone)."""
+        return []
+
+    def check_values(self, values: list[tuple[Any, Example]]) -> None:
+        """Every label of the split against the label set (:func:`~polytask.tasks.label_checks.check_unseen`)."""
+        from polytask.tasks.label_checks import check_unseen
+
+        note = check_unseen(self, values)
+        if note:
+            self._notes.append(note)
+
     def check_label(self, label: str, example: Example, field: str | None = None, what: str = "label") -> int:
-        """Index of ``label``; a label training never saw is an error naming the row and the allowed labels."""
+        """Index of ``label``; a label training never saw is an error naming the row and the allowed labels, or
+        -1 with ``unseen_labels: count_as_wrong`` (the caller keeps it as a gold no prediction can match)."""
         if label not in self._index:
+            if self.counts_unseen:
+                return -1
             raise DataError(f"{what} not in task {self.name!r}'s label set (learned from the training split)",
                             location=example.location, field=field or self.params.label, value=label,
                             allowed=", ".join(self.labels))

@@ -18,12 +18,22 @@ from torch import nn
 
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
-from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetTask, Output, TaskBatch,
-                                 TaskParams, mlp_head)
+from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetParams, LabelSetTask, Output,
+                                 TaskBatch, TaskParams, mlp_head)
+from polytask.tasks.label_checks import check_fixed_labels, unseen_count
 from polytask.tasks.distillation import mixed_binary_cross_entropy, mixed_cross_entropy, teacher_weight
 
 
-class ClassificationParams(TaskParams):
+def _kind(value: Any) -> str | None:
+    """What JSON type a label value has ("a boolean", "a number", "a string"); None for anything else."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else None
+
+
+class ClassificationParams(LabelSetParams):
     multi_label: bool = False
     label_separator: str = Field(",", min_length=1, description="multi-label: separator inside a text cell")
     threshold: float = Field(0.5, gt=0, lt=1, description="multi-label: a label is predicted above this probability")
@@ -76,8 +86,29 @@ class Classification(LabelSetTask):
                             field=self.params.label, value=raw)
         return [str(raw).strip()]
 
+    def label_names(self, raw: Any, example: Example) -> list[str]:
+        return self._names(raw, example)
+
+    def check_values(self, values: list[tuple[Any, Example]]) -> None:
+        """One value type per label column: JSON ``1`` and ``"1"`` would otherwise become one class unnoticed."""
+        first: dict[str, tuple[Example, Any]] = {}
+        for raw, example in values:
+            for value in raw if isinstance(raw, list) else [raw]:
+                kind = _kind(value)
+                if kind is None or kind in first:
+                    continue
+                if first:
+                    other_kind, (other, other_value) = next(iter(first.items()))
+                    raise DataError(f"the label is {kind}, but {other.location} holds {other_value!r}, {other_kind}: "
+                                    "one label column must hold one type, else 1 and \"1\" become the same class",
+                                    location=example.location, field=self.params.label, value=value,
+                                    allowed="labels of one type: all strings, or all numbers")
+                first[kind] = (example, value)
+        super().check_values(values)
+
     def fit(self, values: list[tuple[Any, Example]]) -> None:
         if self.params.labels:
+            check_fixed_labels(self, values)
             return
         seen: set[str] = set()
         for raw, example in values:
@@ -97,7 +128,11 @@ class Classification(LabelSetTask):
     def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
         if gold is None:
             return [{} for _ in features]
-        target = [self._index[g] for g in gold] if self.params.multi_label else self._index[gold]
+        # a label training never saw (unseen_labels: count_as_wrong, evaluation splits only) has no output to train
+        if self.params.multi_label:
+            target: Any = [self._index[g] for g in gold if g in self._index]
+        else:
+            target = self._index.get(gold, IGNORE)
         return [{"target": target} for _ in features]
 
     def collate(self, fields: Sequence[Fields], shape: BatchShape) -> TaskBatch:
@@ -171,19 +206,26 @@ class Classification(LabelSetTask):
         return prediction["label"] == gold
 
     def metrics(self, predictions: list[dict[str, Any]], golds: list[Any]) -> dict[str, float]:
-        n, c = len(golds), self.num_outputs
+        n = len(golds)
         if n == 0:
             return {}
+        # labels training never saw (count_as_wrong) get columns of their own: never predicted, so always wrong
+        index = dict(self._index)
+        for gold in golds:
+            for x in gold if self.params.multi_label else [gold]:
+                index.setdefault(x, len(index))
+        c = len(index)
+        extra = {"unseen_labels": float(unseen_count(self, golds))} if self.counts_unseen else {}
         if self.params.multi_label:
             g = np.zeros((n, c), dtype=bool)
             p = np.zeros((n, c), dtype=bool)
             for i, (pred, gold) in enumerate(zip(predictions, golds)):
-                g[i, [self._index[x] for x in gold]] = True
-                p[i, [self._index[x] for x in pred["labels"]]] = True
+                g[i, [index[x] for x in gold]] = True
+                p[i, [index[x] for x in pred["labels"]]] = True
             micro, macro = f1_table(g, p)
-            return {"micro_f1": micro, "macro_f1": macro, "exact_match": float((g == p).all(1).mean())}
-        gi = np.array([self._index[x] for x in golds])
-        pi = np.array([self._index[x["label"]] for x in predictions])
+            return {"micro_f1": micro, "macro_f1": macro, "exact_match": float((g == p).all(1).mean()), **extra}
+        gi = np.array([index[x] for x in golds])
+        pi = np.array([index[x["label"]] for x in predictions])
         onehot = np.eye(c, dtype=bool)
         _, macro = f1_table(onehot[gi], onehot[pi])
-        return {"accuracy": float((gi == pi).mean()), "macro_f1": macro}
+        return {"accuracy": float((gi == pi).mean()), "macro_f1": macro, **extra}

@@ -64,6 +64,9 @@ class Regression(Task):
         return ["pearson", "spearman", "mse", "mae"]
 
     def gold(self, raw: Any, example: Example) -> float:
+        if isinstance(raw, bool):  # float(True) is 1.0: a JSON true is a mistake, not a score
+            raise DataError("a boolean is not a number", location=example.location, field=self.params.label,
+                            value=raw, allowed="a real number")
         try:
             value = float(raw)
         except (TypeError, ValueError):

@@ -19,14 +19,15 @@ from torch import nn
 
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
-from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetTask, Output, TaskBatch,
-                                 TaskParams, mlp_head, padded)
+from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetParams, LabelSetTask, Output,
+                                 TaskBatch, TaskParams, mlp_head, padded)
+from polytask.tasks.label_checks import check_fixed_labels, unseen_count
 from polytask.tasks.distillation import mixed_cross_entropy, teacher_weight
 
 OUTSIDE = "O"
 
 
-class TokenClassificationParams(TaskParams):
+class TokenClassificationParams(LabelSetParams):
     labels: list[str] | None = Field(None, description="fixed tag set; default: the tags seen in training")
 
 
@@ -52,6 +53,18 @@ def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
     if current is not None:
         spans.append((current[0], current[1], current[2]))
     return spans
+
+
+def repair_bio(tags: list[str]) -> tuple[list[str], list[int]]:
+    """An ``I-X`` that does not continue an entity of type X (after ``O``, at the start, after another type) begins
+    one: it becomes ``B-X``, the reading of conlleval and seqeval. -> (tags, positions changed)."""
+    out, changed, previous = list(tags), [], OUTSIDE
+    for i, tag in enumerate(tags):
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            out[i] = "B-" + tag[2:]
+            changed.append(i)
+        previous = out[i]
+    return out, changed
 
 
 def bio_tag_set(types: set[str]) -> list[str]:
@@ -93,6 +106,10 @@ class TokenClassification(LabelSetTask):
     distillable = True
     params: TokenClassificationParams
 
+    def __init__(self, name: str, params: TaskParams) -> None:
+        super().__init__(name, params)
+        self._repairs: tuple[int, str, int, str] | None = None  # (count, first location, word, tag) of a split
+
     @classmethod
     def metric_names(cls, params: TaskParams) -> list[str]:
         return ["f1", "precision", "recall", "token_accuracy"]
@@ -105,8 +122,20 @@ class TokenClassification(LabelSetTask):
                                 field=self.params.label, value=tag, allowed="O, B-<type>, I-<type>")
         return list(tags)
 
+    def label_names(self, raw: Any, example: Example) -> list[str]:
+        return self._tags(raw, example)
+
+    def take_notes(self) -> list[str]:
+        if self._repairs:
+            count, location, word, tag = self._repairs
+            self._notes.insert(0, f"task {self.name!r}: {count} I- tag(s) did not continue an entity of their type "
+                                  f"(first at {location}, word {word} {tag!r}); read as B- (the BIO repair)")
+            self._repairs = None
+        return super().take_notes()
+
     def fit(self, values: list[tuple[Any, Example]]) -> None:
         if self.params.labels:
+            check_fixed_labels(self, values)
             return
         # an entity type brings both its tags: I-X is valid wherever B-X is, even if no training span was long
         types = {t[2:] for raw, example in values for t in self._tags(raw, example) if t != OUTSIDE}
@@ -120,6 +149,14 @@ class TokenClassification(LabelSetTask):
                             location=example.location, field=self.params.label, value=" ".join(tags))
         for tag in tags:
             self.check_label(tag, example, what="tag")
+        tags, changed = repair_bio(tags)
+        for i in changed:  # a fixed tag set may hold I-X without B-X
+            self.check_label(tags[i], example, what="tag")
+        if changed:  # counted for the split's log line (take_notes), not silently accepted
+            count = self._repairs[0] if self._repairs else 0
+            first = self._repairs[1:] if self._repairs else (example.location, changed[0] + 1,
+                                                              "I-" + tags[changed[0]][2:])
+            self._repairs = (count + len(changed), *first)
         return tags
 
     def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
@@ -129,7 +166,9 @@ class TokenClassification(LabelSetTask):
         for feature in features:
             # a word without a token (truncated away) cannot be trained on: its target is IGNORE
             has_token = feature.word_index >= 0 if feature.word_index is not None else None
-            target = [self._index[t] if has_token is None or has_token[w] else IGNORE for w, t in enumerate(gold)]
+            # unseen tags (count_as_wrong, evaluation splits only) have no output to train: IGNORE like truncation
+            target = [self._index.get(t, IGNORE) if has_token is None or has_token[w] else IGNORE
+                      for w, t in enumerate(gold)]
             out.append({"target": target})
         return out
 
@@ -194,9 +233,12 @@ class TokenClassification(LabelSetTask):
         gold_tags = [list(g) for g in golds]
         words = sum(len(g) for g in gold_tags)
         right = sum(p == g for ps, gs in zip(pred_tags, gold_tags) for p, g in zip(ps, gs))
-        return {
+        out = {
             "f1": float(f1_score(gold_tags, pred_tags, zero_division=0)),
             "precision": float(precision_score(gold_tags, pred_tags, zero_division=0)),
             "recall": float(recall_score(gold_tags, pred_tags, zero_division=0)),
             "token_accuracy": right / words if words else 0.0,
         }
+        if self.counts_unseen:  # unseen tags are never predicted: missed entities and wrong words above
+            out["unseen_labels"] = float(unseen_count(self, gold_tags))
+        return out

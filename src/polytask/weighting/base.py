@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from polytask.errors import PolytaskError
 from polytask.registry import Registry
 from polytask.sampling.base import Progress
 
@@ -104,7 +105,8 @@ class LossWeighting(torch.nn.Module):
         values = torch.stack([loss.detach().float() for loss in losses.values()])
         if not bool(torch.isfinite(values).all()):  # one device sync for all tasks, not one per task
             bad = [f"{n!r} ({v:g})" for n, v in zip(losses, values.tolist()) if not math.isfinite(v)]
-            raise NonFiniteLossError(f"non-finite loss for task {', '.join(bad)} at step {progress.step}")
+            # counted from 1, as checkpoints count completed steps: step N+1 fails after the checkpoint of step N
+            raise NonFiniteLossError(f"non-finite loss for task {', '.join(bad)} at step {progress.step + 1}")
         terms, weights = self._combine(losses, progress, context or WeightingContext())
         total = torch.stack([t.float() for t in terms.values()]).sum()
         return Combined(total, weights, terms)
@@ -134,8 +136,9 @@ def weighted_terms(losses: dict[str, torch.Tensor], weights: dict[str, Any]) -> 
     return {name: weights[name] * loss.float() for name, loss in losses.items()}
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A task's loss is NaN or infinite (the message names the task and the step)."""
+class NonFiniteLossError(PolytaskError, FloatingPointError):
+    """A task's loss is NaN or infinite (the message names the task and the step). A PolytaskError: the trainer adds
+    where the last good checkpoint is and the CLI prints it without a traceback."""
 
 
 WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting")
