@@ -260,6 +260,54 @@ def report_no_metrics(c: Ctx):
     return ["report", str(c.tmp)], [str(c.tmp), "no metrics.jsonl"]
 
 
+@case("add-task")
+def add_task_clashing_name(c: Ctx) -> tuple[list[str], list[str]]:
+    path = one_task(c, sentiment(c), {"type": "regression", "dataset": "d", "label": "label"})
+    return ["add-task", str(c.ckpt), str(path)], ["task name(s) t exist in", "with another type"]
+
+
+@case("add-task")
+def add_task_not_a_checkpoint(c: Ctx) -> tuple[list[str], list[str]]:
+    path = one_task(c, sentiment(c), CLASSIFY)
+    return ["add-task", str(c.tmp), str(path)], [str(c.tmp), "not a polytask checkpoint (no config.json)"]
+
+
+@case("finetune")
+def finetune_unknown_task(c: Ctx) -> tuple[list[str], list[str]]:
+    return ["finetune", str(c.ckpt), "--tasks", "nope"], ["--tasks: nope not in the checkpoint's run config",
+                                                          "(it has t)"]
+
+
+@case("finetune")
+def finetune_unknown_scope(c: Ctx) -> tuple[list[str], list[str]]:
+    return ["finetune", str(c.ckpt), "--scope", "layers"], ["unknown --scope 'layers'", "available: heads, full"]
+
+
+@case("distill")
+def distill_teacher_not_a_checkpoint(c: Ctx) -> tuple[list[str], list[str]]:
+    return ["distill", str(c.run), "--teachers", str(c.tmp)], [
+        "distillation.teachers: not a polytask checkpoint folder (no config.json)", str(c.tmp)]
+
+
+@case("distill")
+def distill_teacher_without_the_tasks(c: Ctx) -> tuple[list[str], list[str]]:
+    path = one_task(c, sentiment(c), {"type": "classification", "dataset": "d", "label": "label"},
+                    tasks={"other": CLASSIFY})
+    return ["distill", str(path), "--teachers", str(c.ckpt)], ["distillation: no teacher holds a task of this config",
+                                                               "tasks: other"]
+
+
+@case("affinity")
+def affinity_without_measurements(c: Ctx) -> tuple[list[str], list[str]]:
+    return ["affinity", str(c.run.parent / "out")], ["no affinity measurements",
+                                                     "train.affinity_every: N (e.g. 10)"]
+
+
+@case("affinity")
+def affinity_not_a_run(c: Ctx) -> tuple[list[str], list[str]]:
+    return ["affinity", str(c.tmp)], [str(c.tmp), "no metrics.jsonl (is it a run's output_dir?)"]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_user_error_exits_2_with_a_complete_message(name: str, ctx: Ctx) -> None:
     args, fragments = CASES[name](ctx)
