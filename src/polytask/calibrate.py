@@ -78,19 +78,23 @@ def min_score_for_coverage(task: Task, predictions: list[dict[str, Any]], share:
 
 def calibrate_checkpoint(path: str | Path, split: str = "validation", config: str | Path | None = None,
                          coverage_targets: Mapping[str, float] | None = None, batch_size: int = 128,
-                         precision: str | None = None, write: bool = True) -> dict[str, Any]:
-    """Fit every calibrated head's temperature on ``split``, then set the ``min_score`` of each task of
-    ``coverage_targets`` for its share of answered inputs; write config.json back (``write``) -> {"split", "tasks":
-    {task: {temperature, ece, ece_uncalibrated (per head), min_score, coverage}}} (a calibration_table result)."""
-    model, cfg, data = load_checkpoint_data(path, split, config)
-    precision = precision or cfg.train.precision
+                         precision: str | None = None, write: bool = True, refit: bool = True) -> dict[str, Any]:
+    """Fit every calibrated head's temperature on ``split`` (unless not ``refit``: keep the checkpoint's), then set
+    the ``min_score`` of each task of ``coverage_targets`` for its share of answered inputs; write config.json back
+    (``write``) -> {"split", "tasks": {task: {temperature, ece, ece_uncalibrated (per head), min_score,
+    coverage}}} (what ``tables.calibration_table`` shows)."""
+    from polytask.checkpoint import read_config, rewrite_config
+
     targets = dict(coverage_targets or {})
-    unknown = [t for t in targets if t not in model.tasks]
+    known = list(read_config(path)["tasks"])
+    unknown = [t for t in targets if t not in known]
     if unknown:
-        raise PolytaskError(f"--coverage: unknown task(s) {', '.join(unknown)}; available: {', '.join(model.tasks)}")
-    arrays = collect_logits(model, data, split, batch_size, precision)
+        raise PolytaskError(f"--coverage: unknown task(s) {', '.join(unknown)}; available: {', '.join(known)}")
+    # without a refit only the datasets of the tasks to threshold are read
+    model, cfg, data = load_checkpoint_data(path, split, config, tasks=None if refit else list(targets))
+    precision = precision or cfg.train.precision
     result: dict[str, Any] = {"split": split, "tasks": {}}
-    for name, heads in arrays.items():
+    for name, heads in (collect_logits(model, data, split, batch_size, precision) if refit else {}).items():
         fit_task(model.tasks[name], heads)
         result["tasks"][name] = calibration_metrics(model.tasks[name], heads)
     if targets:
@@ -107,7 +111,5 @@ def calibrate_checkpoint(path: str | Path, split: str = "validation", config: st
         if missing:
             raise PolytaskError(f"--coverage: task(s) {', '.join(missing)} have no {split!r} data")
     if write:
-        from polytask.checkpoint import rewrite_config
-
         rewrite_config(model, path)
     return result

@@ -184,10 +184,11 @@ def aggregate(result: dict[str, Any], tasks: dict[str, Task], metric: str = "mea
     return per_task.get(task, {}).get(name)
 
 
-def load_checkpoint_data(path: str | Path, split: str, config: str | Path | None = None
-                         ) -> tuple[Any, Any, MultiTaskData]:
+def load_checkpoint_data(path: str | Path, split: str, config: str | Path | None = None,
+                         tasks: Sequence[str] | None = None) -> tuple[Any, Any, MultiTaskData]:
     """(model, run config, data of ``split``) of a checkpoint: the data of its own run config (or of ``config``),
-    featurised with the checkpoint's tokenizer and label spaces (a label it never saw is an error, not skipped)."""
+    featurised with the checkpoint's tokenizer and label spaces (a label it never saw is an error, not skipped);
+    with ``tasks``, only the datasets of those tasks are read."""
     from polytask.checkpoint import load_model
     from polytask.config import load_config, validate_config
     from polytask.data.loading import load_data
@@ -200,6 +201,8 @@ def load_checkpoint_data(path: str | Path, split: str, config: str | Path | None
         cfg = validate_config(model.run_config, source=f"{path}/run_config.yaml")
     else:
         raise PolytaskError(f"{path}: the checkpoint has no run_config.yaml; pass --config with the data to use")
+    if tasks is not None:
+        cfg = cfg.model_copy(update={"tasks": {n: p for n, p in cfg.tasks.items() if n in tasks}})
     unknown = [t for t in cfg.tasks if t not in model.tasks]
     if unknown:
         raise PolytaskError(f"config tasks {', '.join(unknown)} are not in the checkpoint "
