@@ -78,11 +78,12 @@ def min_score_for_coverage(task: Task, predictions: list[dict[str, Any]], share:
 
 def calibrate_checkpoint(path: str | Path, split: str = "validation", config: str | Path | None = None,
                          coverage_targets: Mapping[str, float] | None = None, batch_size: int = 128,
-                         precision: str | None = None, write: bool = True, refit: bool = True) -> dict[str, Any]:
+                         precision: str = "fp32", write: bool = True, refit: bool = True) -> dict[str, Any]:
     """Fit every calibrated head's temperature on ``split`` (unless not ``refit``: keep the checkpoint's), then set
     the ``min_score`` of each task of ``coverage_targets`` for its share of answered inputs; write config.json back
     (``write``) -> {"split", "tasks": {task: {temperature, ece, ece_uncalibrated (per head), min_score,
-    coverage}}} (what ``tables.calibration_table`` shows)."""
+    coverage}}} (what ``tables.calibration_table`` shows). ``precision``: fp32 by default, what ``predict`` and
+    ``serve`` run, so a min_score answers the chosen share of inputs there."""
     from polytask.checkpoint import read_config, rewrite_config
 
     targets = dict(coverage_targets or {})
@@ -91,8 +92,7 @@ def calibrate_checkpoint(path: str | Path, split: str = "validation", config: st
     if unknown:
         raise PolytaskError(f"--coverage: unknown task(s) {', '.join(unknown)}; available: {', '.join(known)}")
     # without a refit only the datasets of the tasks to threshold are read
-    model, cfg, data = load_checkpoint_data(path, split, config, tasks=None if refit else list(targets))
-    precision = precision or cfg.train.precision
+    model, _, data = load_checkpoint_data(path, split, config, tasks=None if refit else list(targets))
     result: dict[str, Any] = {"split": split, "tasks": {}}
     for name, heads in (collect_logits(model, data, split, batch_size, precision) if refit else {}).items():
         fit_task(model.tasks[name], heads)

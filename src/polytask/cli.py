@@ -125,13 +125,15 @@ def calibrate(
         help="TASK=SHARE: also set TASK's min_score to the highest score that still answers SHARE of the split's "
              "inputs (spans, relations), e.g. intent=0.99; repeatable")] = None,
     batch_size: Annotated[int, typer.Option(help="evaluation batch size")] = 128,
-    precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (default: the training precision)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 (what predict and serve run) or bf16")] = "fp32",
 ) -> None:
     """Fit a temperature per head whose outputs are class probabilities (temperature scaling) on SPLIT, and
     optionally min_score per task; writes CHECKPOINT/config.json back atomically (weights untouched)."""
     from polytask.calibrate import calibrate_checkpoint, parse_coverage
 
     _setup_logging()
+    if precision not in ("fp32", "bf16"):
+        _fail(ValueError(f"unknown precision {precision!r}; available: fp32, bf16"))
     try:
         result = calibrate_checkpoint(checkpoint, split, config, parse_coverage(coverage), batch_size, precision)
     except PolytaskError as exc:
