@@ -236,8 +236,9 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
     if has_validation and cfg.evaluation.calibrate:
         temperatures = fit_calibration(best, data, "validation", t.eval_batch_size, t.precision, shard)
         if temperatures and main:
-            log.info("temperature scaling on validation: %s", ", ".join(
-                f"{task}.{head} T={value:.3f}" for task, heads in temperatures.items() for head, value in heads.items()))
+            fitted = [f"{task}.{head} T={value:.3f}" for task, heads in temperatures.items()
+                      for head, value in heads.items()]
+            log.info("temperature scaling on validation: %s", ", ".join(fitted))
     validation = evaluate(best, data, "validation", t.eval_batch_size, t.precision, shard,
                           calibration=True) if has_validation else None
     test = evaluate(best, data, "test", t.eval_batch_size, t.precision, shard,
