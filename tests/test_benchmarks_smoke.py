@@ -97,3 +97,22 @@ def test_start_from_joint_and_affinity_groups_smoke(tiny_encoder: str, toy_data:
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert marker in proc.stdout, proc.stdout[-2000:]
         assert json.loads((tmp_path / f"{script}.json").read_text())["machine"]["cores"] >= 1
+
+
+def test_calibration_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "calibration.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "calibration.py"), "--smoke", "--json-out",
+                           str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ECE (T=1)" in proc.stdout and "relations" in proc.stdout, proc.stdout[-2000:]
+    result = json.loads(out.read_text())
+    assert result["smoke"] and result["command"].startswith("python benchmarks/calibration.py")
+    mixed, joint = result["results"]
+    assert {r["task"] for r in mixed["splits"]["validation"]} == {"intent", "slots", "sentiment", "topics"}
+    assert {r["task"] for r in mixed["splits"]["test"]} == {"intent", "slots", "sentiment"}  # topics has no test
+    assert {r["head"] for r in joint["splits"]["test"]} == {"entities", "relations"}
+    for res in (mixed, joint):
+        for rows in res["splits"].values():
+            for row in rows:
+                assert 0 < row["temperature"] <= 100 and row["examples"] > 0
+                assert 0 <= row["ece"] <= 1 and 0 <= row["ece_uncalibrated"] <= 1

@@ -4,6 +4,7 @@ the tiny random BERT (the real run, on MiniLM for about 4.5 minutes, is measured
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -105,6 +106,15 @@ def test_quick_demo_end_to_end(tiny_encoder: str, tmp_path: Path) -> None:
         assert task in printed
     assert "held-out test results" in printed and "polytask serve" in printed and "polytask predict" in printed
     assert result.examples[0] in printed
+    # intent's min_score, chosen on validation, is in the checkpoint; below it the table shows "—"
+    threshold = result.min_scores["intent"]
+    config = json.loads((result.best_dir / "config.json").read_text())
+    assert 0 < threshold == config["tasks"]["intent"]["params"]["min_score"] and "min_score: intent" in printed
+    for pred in result.predictions:
+        assert (pred["intent"]["label"] is None) == pred["intent"]["below_min_score"] == (
+            pred["intent"]["score"] < threshold)
+    declined = [p["intent"]["score"] for p in result.predictions if p["intent"]["label"] is None]
+    assert all(f"— {score:.2f}" in printed for score in declined)
 
 
 def test_demo_yaml_reruns_with_polytask_validate(tiny_encoder: str, tmp_path: Path) -> None:

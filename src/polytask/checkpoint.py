@@ -60,7 +60,7 @@ def model_config(model) -> dict[str, Any]:
         "encoder": {"config": model.encoder.config.to_dict(), "pooling": model.pooling,
                     "task_embedding": model.task_embedding is not None, "max_length": model.max_length},
         "dropout": float(getattr(model, "dropout", 0.1)),
-        "tasks": {name: {"params": task.params.model_dump(mode="json"), "state": task.state(),
+        "tasks": {name: {"params": task.params.model_dump(mode="json"), "state": task.saved_state(),
                          "input": task.input.to_dict() if task.input is not None else None}
                   for name, task in model.tasks.items()},
     }
@@ -77,6 +77,21 @@ def write_model_files(model, folder: Path, metrics: dict[str, Any] | None = None
         (folder / "run_config.yaml").write_text(yaml.safe_dump(model.run_config, sort_keys=False), encoding="utf-8")
     if metrics is not None:
         _write_json(folder / "metrics.json", metrics)
+
+
+def rewrite_config(model, path: str | Path) -> Path:
+    """Replace only ``path/config.json`` (temperatures, task params) with the model's, atomically: the new file is
+    written beside it and renamed over it, so readers see the old file or the new one. The weights, tokenizer,
+    metrics and an exported ONNX graph stay as they are (none of them holds temperatures or thresholds)."""
+    path = Path(path)
+    read_config(path)  # it must be a checkpoint
+    tmp = path / f".config.json.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        _write_json(tmp, model_config(model))
+        os.replace(tmp, path / "config.json")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def save_model(model, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
@@ -158,7 +173,7 @@ def load_tasks(config: dict[str, Any]) -> dict[str, Any]:
                 "that registers it (it must be importable) before loading the checkpoint"))
         params = TASKS.get(kind).Params.model_validate(entry["params"])
         task = build_task(name, params)
-        task.load_state(entry["state"])
+        task.restore_state(entry["state"])
         spec = entry.get("input")
         # format 1 stored "text" or "pair": both are the text input of today
         task.input = TextInput(pair=spec == "pair") if isinstance(spec, str) else spec_from_dict(spec)

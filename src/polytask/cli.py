@@ -98,6 +98,7 @@ def train(
         res = getattr(result, split)
         if res:
             console.print(results_table(res, f"{split} results (best checkpoint)"))
+            _print_calibration(res, f"{split} calibration (best checkpoint)")
     console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; best model: {result.best_dir}")
 
 
@@ -179,9 +180,48 @@ def evaluate(
     except PolytaskError as exc:
         _fail(exc)
     console.print(results_table(result, f"{checkpoint} on {split}"))
+    _print_calibration(result, f"{checkpoint} on {split}: calibration")
     if json_out:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         console.print(f"wrote {json_out}")
+
+
+def _print_calibration(result: dict, title: str) -> None:
+    from polytask.tables import calibration_table
+
+    table = calibration_table(result, title)
+    if table is not None:
+        console.print(table)
+
+
+@app.command()
+def calibrate(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder (e.g. runs/x/best)")],
+    split: Annotated[str, typer.Option(help="the split to fit on (labelled data of the checkpoint's config)")
+                     ] = "validation",
+    config: Annotated[Optional[Path], typer.Option(help="data config to use instead of the checkpoint's")] = None,
+    coverage: Annotated[Optional[list[str]], typer.Option(
+        help="TASK=SHARE: also set TASK's min_score to the highest score that still answers SHARE of the split's "
+             "inputs (spans, relations), e.g. intent=0.99; repeatable")] = None,
+    batch_size: Annotated[int, typer.Option(help="evaluation batch size")] = 128,
+    precision: Annotated[str, typer.Option(help="fp32 (what predict and serve run) or bf16")] = "fp32",
+) -> None:
+    """Fit a temperature per head whose outputs are class probabilities (temperature scaling) on SPLIT, and
+    optionally min_score per task; writes CHECKPOINT/config.json back atomically (weights untouched)."""
+    from polytask.calibrate import calibrate_checkpoint, parse_coverage
+
+    _setup_logging()
+    if precision not in ("fp32", "bf16"):
+        _fail(ValueError(f"unknown precision {precision!r}; available: fp32, bf16"))
+    try:
+        result = calibrate_checkpoint(checkpoint, split, config, parse_coverage(coverage), batch_size, precision)
+    except PolytaskError as exc:
+        _fail(exc)
+    _print_calibration(result, f"{checkpoint}: calibrated on {split}")
+    if not result["tasks"]:
+        console.print(f"no calibrated head has labelled {split} data: temperatures unchanged")
+    else:
+        console.print(f"wrote {checkpoint / 'config.json'}")
 
 
 @app.command()

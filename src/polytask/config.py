@@ -127,6 +127,7 @@ class EvaluationConfig(_Strict):
     metric: str = "mean"
     mode: Literal["max", "min"] = "max"
     patience: int | None = Field(None, ge=1)
+    calibrate: bool = Field(True, description="fit a temperature per calibrated head of the best model on validation")
 
 
 class DistillationConfig(_Strict):

@@ -1,4 +1,5 @@
-"""Per-task metrics on a split, from the same post-processing the pipeline uses."""
+"""Per-task metrics on a split, from the same post-processing the pipeline uses; calibration (temperature fitting,
+ECE) and ``min_score`` coverage on top of them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from polytask.calibration import Arrays, LogitStore, calibration_metrics, fit_task
 from polytask.data.batching import collate, eval_batches
 from polytask.data.dataset import FeatureSplit
 from polytask.data.loading import MultiTaskData
@@ -33,9 +35,10 @@ def _device(model: Any) -> torch.device:
 
 @torch.no_grad()
 def host_outputs(model: Any, split: FeatureSplit, names: list[str], batch_size: int = 128, precision: str = "fp32",
-                 features: Sequence[int] | None = None) -> dict[str, dict[int, Any]]:
+                 features: Sequence[int] | None = None, store: LogitStore | None = None) -> dict[str, dict[int, Any]]:
     """Every task of ``names`` on ``features`` of ``split`` (default: all), in length-sorted batches -> {task:
-    {feature index: the task's host output}} (what ``postprocess`` and ``soft_target`` read)."""
+    {feature index: the task's host output}} (what ``postprocess`` and ``soft_target`` read). ``store`` also collects
+    the labelled logits of the calibrated heads (before any temperature), from the same pass."""
     was_training = model.training
     if was_training:  # Module.eval() walks every submodule: ~2 ms, a fifth of a one-text call on MiniLM
         model.eval()
@@ -51,6 +54,8 @@ def host_outputs(model: Any, split: FeatureSplit, names: list[str], batch_size: 
             for name in names:
                 for i, out in zip(indices, task_map[name].host_outputs(outputs[name])):
                     host[name][i] = out
+                if store is not None:
+                    store.add(name, task_map[name], outputs[name], batch.targets[name])
     finally:
         if was_training:
             model.train()
@@ -58,15 +63,15 @@ def host_outputs(model: Any, split: FeatureSplit, names: list[str], batch_size: 
 
 
 def predict_split(model: Any, split: FeatureSplit, batch_size: int = 128, precision: str = "fp32",
-                  tasks: list[str] | None = None, examples: Sequence[int] | None = None
-                  ) -> dict[str, list[dict[str, Any]]]:
+                  tasks: list[str] | None = None, examples: Sequence[int] | None = None,
+                  store: LogitStore | None = None) -> dict[str, list[dict[str, Any]]]:
     """Predictions of ``tasks`` (default: the split's tasks) for every example of ``split`` (or for ``examples``,
     in that order): the features run through the model in length-sorted batches, then each task post-processes the
-    outputs of all features of an example into one prediction."""
+    outputs of all features of an example into one prediction. ``store``: see :func:`host_outputs`."""
     names = tasks or split.tasks
     chosen = list(range(len(split))) if examples is None else list(examples)
     per_example = split.by_example()
-    host = host_outputs(model, split, names, batch_size, precision, [i for e in chosen for i in per_example[e]])
+    host = host_outputs(model, split, names, batch_size, precision, [i for e in chosen for i in per_example[e]], store)
     task_map: dict[str, Task] = model.tasks
     result: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for e in chosen:
@@ -78,17 +83,21 @@ def predict_split(model: Any, split: FeatureSplit, batch_size: int = 128, precis
     return result
 
 
-def predict_sharded(model: Any, split: FeatureSplit, batch_size: int, precision: str,
-                    shard: Shard | None) -> dict[str, list[dict[str, Any]]]:
+def predict_sharded(model: Any, split: FeatureSplit, batch_size: int, precision: str, shard: Shard | None,
+                    store: LogitStore | None = None, tasks: list[str] | None = None
+                    ) -> dict[str, list[dict[str, Any]]]:
     """:func:`predict_split` of the whole split, each process predicting every ``world``-th example and every
-    process receiving all predictions (in example order)."""
+    process receiving all predictions (in example order) and, into ``store``, every process's logits."""
     if shard is None:
-        return predict_split(model, split, batch_size, precision)
+        return predict_split(model, split, batch_size, precision, tasks=tasks, store=store)
     mine = list(range(shard.rank, len(split), shard.world))
-    local = predict_split(model, split, batch_size, precision, examples=mine)
-    gathered = shard.gather([(mine, local)])
-    out: dict[str, list[Any]] = {n: [None] * len(split) for n in split.tasks}
-    for indices, preds in gathered:
+    local_store = LogitStore() if store is not None else None
+    local = predict_split(model, split, batch_size, precision, tasks=tasks, examples=mine, store=local_store)
+    gathered = shard.gather([(mine, local, local_store.parts if local_store is not None else None)])
+    out: dict[str, list[Any]] = {n: [None] * len(split) for n in tasks or split.tasks}
+    for indices, preds, parts in gathered:
+        if store is not None:
+            store.merge_parts(parts)
         for name, values in preds.items():
             for i, value in zip(indices, values):
                 out[name][i] = value
@@ -111,18 +120,30 @@ def score(tasks: dict[str, Task], names: list[str], predictions: dict[str, list[
     return metrics, sum(right) / len(right) if right else 0.0
 
 
+def coverage(task: Task, predictions: list[dict[str, Any]]) -> float | None:
+    """Share of the candidate answers (labels, spans, relations) at or above the task's ``min_score``; None
+    without a threshold or without candidates."""
+    gated = [g for g in (task.gate(p) for p in predictions) if g is not None]
+    candidates = sum(g.candidates for g in gated)
+    return sum(g.answered for g in gated) / candidates if candidates else None
+
+
 def evaluate(model: Any, data: MultiTaskData, split: str = "validation", batch_size: int = 128,
-             precision: str = "fp32", shard: Shard | None = None) -> dict[str, Any]:
-    """Metrics of every task on ``split``: {"tasks": {task: {metric: v}}, "sources": {source: {...}}}. With
-    ``shard`` (several processes) each process predicts its share and every process computes the same metrics."""
+             precision: str = "fp32", shard: Shard | None = None, calibration: bool = False) -> dict[str, Any]:
+    """Metrics of every task on ``split``: {"tasks": {task: {metric: v}}, "sources": {source: {...}}}, computed on
+    the predictions before ``min_score`` (plus ``coverage`` under it). ``calibration`` adds, for the calibrated
+    heads, ``ece`` (with the task's temperature), ``ece_uncalibrated`` and ``temperature`` (``polytask.calibration``).
+    With ``shard`` (several processes) each process predicts its share and every process computes the same
+    metrics."""
     result: dict[str, Any] = {"split": split, "tasks": {}, "sources": {}}
     groups = data.splits.get(split, {})
     for source in dict.fromkeys(g.source for g in groups.values()):
         preds: dict[str, list[dict[str, Any]]] = {}
         golds: dict[str, list[Any]] = {}
         info: dict[str, Any] = {"examples": 0, "tasks": [], "truncated": 0}
+        store = LogitStore() if calibration else None
         for group in (g for g in groups.values() if g.source == source):
-            preds.update(predict_sharded(model, group, batch_size, precision, shard))
+            preds.update(predict_sharded(model, group, batch_size, precision, shard, store))
             golds.update(group.golds)
             info["examples"] = len(group)
             info["tasks"] += group.tasks
@@ -130,11 +151,37 @@ def evaluate(model: Any, data: MultiTaskData, split: str = "validation", batch_s
             if len(group.features) != len(group):
                 info["features"] = info.get("features", 0) + len(group.features)
         task_metrics, all_right = score(model.tasks, info["tasks"], preds, golds)
+        for name, heads in (store.arrays() if store is not None else {}).items():
+            task_metrics[name].update(calibration_metrics(model.tasks[name], heads))
+        for name in info["tasks"]:
+            share = coverage(model.tasks[name], [p for p, g in zip(preds[name], golds[name]) if g is not None])
+            if share is not None:
+                task_metrics[name]["min_score"] = float(getattr(model.tasks[name].params, "min_score", 0.0))
+                task_metrics[name]["coverage"] = share
         result["tasks"].update(task_metrics)
         if all_right is not None:
             info["all_tasks_correct"] = all_right  # e.g. SNIPS "sentence accuracy": intent and every slot right
         result["sources"][source] = info
     return result
+
+
+def collect_logits(model: Any, data: MultiTaskData, split: str = "validation", batch_size: int = 128,
+                   precision: str = "fp32", shard: Shard | None = None) -> Arrays:
+    """The labelled logits of every calibrated head on ``split`` (every process gets all of them)."""
+    store = LogitStore()
+    for group in data.splits.get(split, {}).values():
+        names = [n for n in group.tasks if model.tasks[n].calibration_heads()]
+        if names:
+            predict_sharded(model, group, batch_size, precision, shard, store, tasks=names)
+    return store.arrays()
+
+
+def fit_calibration(model: Any, data: MultiTaskData, split: str = "validation", batch_size: int = 128,
+                    precision: str = "fp32", shard: Shard | None = None) -> dict[str, dict[str, float]]:
+    """Fit a temperature for every calibrated head labelled in ``split`` and set it on ``model.tasks``
+    -> {task: {head: T}} (a task without labelled entries there keeps its temperatures)."""
+    arrays = collect_logits(model, data, split, batch_size, precision, shard)
+    return {name: fit_task(model.tasks[name], heads) for name, heads in arrays.items()}
 
 
 def aggregate(result: dict[str, Any], tasks: dict[str, Task], metric: str = "mean") -> float | None:
@@ -147,19 +194,18 @@ def aggregate(result: dict[str, Any], tasks: dict[str, Task], metric: str = "mea
     return per_task.get(task, {}).get(name)
 
 
-def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Path | None = None,
-                        batch_size: int = 128, precision: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint and score it on ``split`` of its own run config's data (or of ``config``'s data).
-    Label spaces come from the checkpoint: a label it never saw is reported as an error, not skipped, unless the
-    config's task says ``unseen_labels: count_as_wrong`` (then it is scored as wrong and counted)."""
+def load_checkpoint_data(path: str | Path, split: str, config: str | Path | None = None,
+                         tasks: Sequence[str] | None = None) -> tuple[Any, Any, MultiTaskData]:
+    """(model, run config, data of ``split``) of a checkpoint: the data of its own run config (or of ``config``),
+    featurised with the checkpoint's tokenizer and label spaces; with ``tasks``, only the datasets of those tasks
+    are read. A label the checkpoint never saw is reported as an error, not skipped, unless the config's task says
+    ``unseen_labels: count_as_wrong`` (then it is scored as wrong and counted)."""
     from polytask.checkpoint import load_model
     from polytask.config import SPLITS, load_config, validate_config
     from polytask.data.loading import load_data
     from polytask.errors import PolytaskError, check_choice
 
     check_choice("--split", split, SPLITS, "split")
-    if precision is not None:
-        check_choice("--precision", precision, PRECISIONS, "precision")
     model = load_model(path)
     if config is not None:
         cfg = load_config(config, check_encoder=False)
@@ -167,6 +213,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Pat
         cfg = validate_config(model.run_config, source=f"{path}/run_config.yaml", check_encoder=False)
     else:
         raise PolytaskError(f"{path}: the checkpoint has no run_config.yaml; pass --config with the data to use")
+    if tasks is not None:
+        cfg = cfg.model_copy(update={"tasks": {n: p for n, p in cfg.tasks.items() if n in tasks}})
     unknown = [t for t in cfg.tasks if t not in model.tasks]
     if unknown:
         raise PolytaskError(f"config tasks {', '.join(unknown)} are not in the checkpoint "
@@ -176,6 +224,18 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Pat
     data = load_data(cfg, model.tokenizer, splits=(split,), tasks={n: model.tasks[n] for n in cfg.tasks})
     if not data.splits.get(split):
         raise PolytaskError(f"no dataset of the config has a {split!r} split")
+    return model, cfg, data
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", config: str | Path | None = None,
+                        batch_size: int = 128, precision: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint and score it on ``split`` of its own run config's data (or of ``config``'s data), with
+    the calibration metrics (ECE with and without the checkpoint's temperatures)."""
+    from polytask.errors import check_choice
+
+    if precision is not None:
+        check_choice("--precision", precision, PRECISIONS, "precision")
+    model, cfg, data = load_checkpoint_data(path, split, config)
     if precision is None:  # score as training did, so the numbers match the ones it reported
         precision = cfg.train.precision
-    return evaluate(model, data, split, batch_size, precision)
+    return evaluate(model, data, split, batch_size, precision, calibration=True)

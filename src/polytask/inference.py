@@ -9,7 +9,8 @@
 An input's kind (text, pair, entities) selects the tasks that read it (see ``polytask.data.inputs.input_kind``).
 Tasks that read the same input spec share one encoder pass; inputs are featurised exactly as in training
 (``InputSpec.featurize`` then ``Task.featurize``), and each task post-processes its outputs exactly as evaluation
-does (``polytask.evaluate.predict_split``).
+does (``polytask.evaluate.predict_split``, with the temperatures stored in the checkpoint); then a task with a
+``min_score`` answers "none" below it (``Task.gate``; see ``polytask.tasks.scores`` for the shape).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class Pipeline:
                                            featurized, {n: [None] * len(examples) for n in group})
             predictions = predict_split(self.model, split, self.batch_size, self.precision, tasks=group)
             for name in group:
+                task = model_tasks[name]
                 for i, prediction in enumerate(predictions[name]):
-                    out[i][name] = prediction
+                    gated = task.gate(prediction)
+                    out[i][name] = prediction if gated is None else gated.prediction
         return [{n: o[n] for n in names} for o in out]  # task order as in the model, whatever the grouping

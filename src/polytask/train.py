@@ -23,7 +23,7 @@ from polytask.checkpoint import atomic_dir, save_training_state, write_model_fil
 from polytask.config import RunConfig
 from polytask.data.loading import MultiTaskData, build_tasks, load_data
 from polytask.errors import PolytaskError
-from polytask.evaluate import aggregate, evaluate
+from polytask.evaluate import aggregate, evaluate, fit_calibration
 from polytask.gradients import build_gradient_method
 from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
@@ -120,7 +120,7 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     seed_everything(t.seed)
     accelerator = make_accelerator(t.precision)
     out_dir = Path(t.output_dir)
-    main, world, shard = accelerator.is_main_process, accelerator.num_processes, shard_of(accelerator)
+    main, world = accelerator.is_main_process, accelerator.num_processes
 
     # -- data, model, objective ------------------------------------------------------------------------------------
     tasks = build_tasks(cfg)
@@ -292,8 +292,8 @@ def _warn_small(data: MultiTaskData, total_steps: int, cfg: RunConfig) -> None:
 
 def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: LoopState, out_dir: Path,
             accelerator: Any, metrics_log: MetricsLog, history: list[dict[str, Any]]) -> TrainResult:
-    """The best model (or the final one, without validation data) scored on validation and test; saved with the
-    summary in best/."""
+    """The best model (or the final one, without validation data), calibrated on validation (a temperature per
+    head whose outputs are class probabilities), scored on validation and test; saved with the summary in best/."""
     t, main, shard = cfg.train, accelerator.is_main_process, shard_of(accelerator)
     best_dir = out_dir / "best"
     if not data.splits.get("validation"):
@@ -303,9 +303,17 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
                 write_model_files(core, tmp, {"step": state.step})
     accelerator.wait_for_everyone()  # best/ is complete before any process reads it
     best = MultiTaskModel.from_pretrained(best_dir, device=accelerator.device)
-    validation = evaluate(best, data, "validation", t.eval_batch_size, t.precision, shard) if data.splits.get(
-        "validation") else None
-    test = evaluate(best, data, "test", t.eval_batch_size, t.precision, shard) if data.splits.get("test") else None
+    has_validation = bool(data.splits.get("validation"))
+    if has_validation and cfg.evaluation.calibrate:
+        temperatures = fit_calibration(best, data, "validation", t.eval_batch_size, t.precision, shard)
+        if temperatures and main:
+            fitted = [f"{task}.{head} T={value:.3f}" for task, heads in temperatures.items()
+                      for head, value in heads.items()]
+            log.info("temperature scaling on validation: %s", ", ".join(fitted))
+    validation = evaluate(best, data, "validation", t.eval_batch_size, t.precision, shard,
+                          calibration=True) if has_validation else None
+    test = evaluate(best, data, "test", t.eval_batch_size, t.precision, shard,
+                    calibration=True) if data.splits.get("test") else None
     summary = {"step": state.step, "best_metric": state.best, "metric": cfg.evaluation.metric,
                "validation": validation, "test": test, "train_seconds": round(state.seconds, 2),
                "step_seconds": round(state.step_seconds, 3), "timed_steps": state.timed_steps,

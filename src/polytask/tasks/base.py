@@ -7,11 +7,13 @@
     head output + targets --loss--> one scalar, or None when no row of the batch labels the task
     head outputs of every feature of an example --postprocess--> one prediction (JSON-serialisable)
     predictions + golds --metrics--> {metric: value}
+    head output + targets --calibration_logits--> logits/targets pairs a temperature is fitted on (optional)
+    one prediction --gate--> the answer users get under ``min_score`` (optional)
 
 A task type is a class registered in ``TASKS`` under the name users write as ``type:``. Training, evaluation,
 ``Pipeline``, the server and ONNX export all go through these methods and the capabilities the class declares
-(``needs_words``, ``input_fields``); nothing branches on a type's name. ``docs/python-api.md`` walks through
-writing one.
+(``needs_words``, ``input_fields``, ``calibration_heads``, ``gate``); nothing branches on a type's name.
+``docs/python-api.md`` walks through writing one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from polytask.data.input_specs import TextInput
 from polytask.data.inputs import InputSpec
 from polytask.errors import DataError
 from polytask.registry import Registry
+from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated
 
 if TYPE_CHECKING:
     from polytask.config import DatasetConfig
@@ -104,7 +107,14 @@ class TaskParams(BaseModel):
     head_hidden: int = Field(0, ge=0, description="0: linear head; N: one hidden layer of N units (GELU)")
 
 
-class LabelSetParams(TaskParams):
+class ScoredParams(TaskParams):
+    """Params of a task whose predictions carry a probability ``score``."""
+
+    min_score: float = Field(0.0, ge=0, le=1, description="answer 'none' (drop the span / relation) when the "
+                             "calibrated score is below this; 0: off. Metrics use the raw predictions")
+
+
+class LabelSetParams(ScoredParams):
     """Keys of task types with a label set (classification, token classification)."""
 
     unseen_labels: Literal["error", "count_as_wrong"] = Field(
@@ -123,6 +133,8 @@ class Task(ABC):
         self.name, self.params = name, params
         self.input: InputSpec | None = None  # bound from the dataset in training, from config.json on load
         self._notes: list[str] = []  # what reading golds noticed (repairs, unseen labels): see take_notes
+        # head -> temperature T fitted on validation (polytask.calibration); a head not listed uses T = 1
+        self.temperatures: dict[str, float] = {}
 
     # -- input -------------------------------------------------------------------------------------------------------
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
@@ -147,6 +159,16 @@ class Task(ABC):
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state`."""
+
+    def saved_state(self) -> dict[str, Any]:
+        """What config.json stores: :meth:`state` plus the fitted temperatures (``temperature``: {head: T})."""
+        state = self.state()
+        return {**state, "temperature": dict(self.temperatures)} if self.temperatures else state
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`saved_state`."""
+        self.load_state(state)
+        self.temperatures = {str(k): float(v) for k, v in (state.get("temperature") or {}).items()}
 
     @abstractmethod
     def gold(self, raw: Any, example: Example) -> Any:
@@ -205,6 +227,25 @@ class Task(ABC):
     def metrics(self, predictions: list[dict[str, Any]], golds: list[Any]) -> dict[str, float]:
         """Metrics over examples, keys in the order of ``metric_names``."""
 
+    # -- calibration and min_score (capabilities; the defaults: not calibrated, every answer given) -----------------
+    def calibration_heads(self) -> dict[str, CalibrationKind]:
+        """The heads whose outputs are class probabilities: name -> "softmax" or "sigmoid". Each gets one
+        temperature, fitted on validation and applied in :meth:`host_outputs`; empty: nothing to calibrate."""
+        return {}
+
+    def calibration_logits(self, output: Output, targets: dict[str, torch.Tensor]) -> CalibrationData:
+        """head -> (logits [N, C], targets) of the labelled entries of one batch, before any temperature: targets
+        [N] class indices for a softmax head, [N, C] of 0/1 for a sigmoid head. The entries the loss trains on."""
+        return {}
+
+    def temperature(self, head: str) -> float:
+        return self.temperatures.get(head, 1.0)
+
+    def gate(self, prediction: dict[str, Any]) -> Gated | None:
+        """``prediction`` as users get it under ``min_score`` (Pipeline, predict, server), or None when the task
+        has no threshold (the prediction goes out as it is). Evaluation scores the prediction before the gate."""
+        return None
+
     @abstractmethod
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         """Whether one prediction is exactly right (for the per-source 'all tasks right' sentence accuracy)."""
@@ -225,7 +266,7 @@ class Task(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What /tasks and ``polytask list`` show: type, input kind and the label set."""
-        return {"type": self.params.type, "input": self.input.kind if self.input else None, **self.state()}
+        return {"type": self.params.type, "input": self.input.kind if self.input else None, **self.saved_state()}
 
 
 class LabelSetTask(Task):
@@ -292,6 +333,13 @@ def mlp_head(hidden_size: int, inner: int, outputs: int, dropout: float) -> nn.S
         layers += [nn.Linear(hidden_size, inner), nn.GELU(), nn.Dropout(dropout)]
     layers.append(nn.Linear(inner or hidden_size, outputs))
     return nn.Sequential(*layers)
+
+
+def masked_pairs(logits: torch.Tensor, target: torch.Tensor, ignore: int = IGNORE
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [..., C], target [...] -> (logits [N, C] float, target [N]) of the entries that are not ``ignore``."""
+    keep = target != ignore
+    return logits[keep].float(), target[keep]
 
 
 def label_index(labels: list[str]) -> dict[str, int]:

@@ -13,15 +13,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetParams, LabelSetTask, Output,
-                                 TaskBatch, TaskParams, mlp_head)
-from polytask.tasks.label_checks import check_fixed_labels, unseen_count
+                                 TaskBatch, TaskParams, masked_pairs, mlp_head)
 from polytask.tasks.distillation import mixed_binary_cross_entropy, mixed_cross_entropy, teacher_weight
+from polytask.tasks.label_checks import check_fixed_labels, unseen_count
+from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
+
+HEAD = "label"  # the one calibrated head
 
 
 def _kind(value: Any) -> str | None:
@@ -38,6 +41,12 @@ class ClassificationParams(LabelSetParams):
     label_separator: str = Field(",", min_length=1, description="multi-label: separator inside a text cell")
     threshold: float = Field(0.5, gt=0, lt=1, description="multi-label: a label is predicted above this probability")
     labels: list[str] | None = Field(None, description="fixed label set; default: the labels seen in training")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> ClassificationParams:
+        if self.multi_label and self.min_score > 0:  # both would threshold the same per-label probabilities
+            raise ValueError("min_score applies to single-label classification; multi-label tasks use threshold")
+        return self
 
 
 def f1_table(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -163,21 +172,30 @@ class Classification(LabelSetTask):
 
     def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """logits [B, C]; target [B] long (IGNORE = missing) or [B, C] float (NaN row = missing)."""
-        logits, target = output, targets["target"]
-        assert isinstance(logits, torch.Tensor)
         weight = teacher_weight(targets)
         if weight is not None:  # distillation: the teacher's probabilities mixed with the gold label
+            assert isinstance(output, torch.Tensor)
             mix = mixed_binary_cross_entropy if self.params.multi_label else mixed_cross_entropy
-            return mix(logits, target, targets["soft"], weight)
-        if not self.params.multi_label:
-            keep = target != IGNORE
-            if not keep.any():
-                return None
-            return F.cross_entropy(logits[keep].float(), target[keep])
-        keep = ~torch.isnan(target[:, 0])
-        if not keep.any():
+            return mix(output, targets["target"], targets["soft"], weight)
+        logits, target = self.calibration_logits(output, targets)[HEAD]  # the labelled rows
+        if not len(target):
             return None
-        return F.binary_cross_entropy_with_logits(logits[keep].float(), target[keep])
+        if self.params.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.cross_entropy(logits, target)
+
+    # -- calibration -------------------------------------------------------------------------------------------------
+    def calibration_heads(self) -> dict[str, CalibrationKind]:
+        return {HEAD: "sigmoid" if self.params.multi_label else "softmax"}
+
+    def calibration_logits(self, output: Output, targets: dict[str, torch.Tensor]) -> CalibrationData:
+        """logits [N, C] of the labelled rows; targets [N] (single-label) or [N, C] of 0/1 (multi-label)."""
+        assert isinstance(output, torch.Tensor)
+        target = targets["target"]
+        if not self.params.multi_label:
+            return {HEAD: masked_pairs(output, target)}
+        keep = ~torch.isnan(target[:, 0])
+        return {HEAD: (output[keep].float(), target[keep])}
 
     def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
         """A teacher's class probabilities for the example [C] (mean over its features)."""
@@ -185,9 +203,9 @@ class Classification(LabelSetTask):
 
     # -- outputs -----------------------------------------------------------------------------------------------------
     def host_outputs(self, output: Output) -> list[Any]:
-        """Probabilities per feature [C] (sigmoid when multi-label, else softmax)."""
+        """Probabilities per feature [C] (sigmoid when multi-label, else softmax) of the logits / temperature."""
         assert isinstance(output, torch.Tensor)
-        logits = output.float()
+        logits = output.float() / self.temperature(HEAD)
         probs = torch.sigmoid(logits) if self.params.multi_label else torch.softmax(logits, dim=-1)
         return list(probs.cpu().numpy())
 
@@ -199,6 +217,9 @@ class Classification(LabelSetTask):
                     "scores": {self.labels[j]: round(float(p), 6) for j, p in enumerate(probs)}}
         best = int(np.argmax(probs))
         return {"label": self.labels[best], "score": round(float(probs[best]), 6)}
+
+    def gate(self, prediction: dict[str, Any]) -> Gated | None:
+        return gate_label(prediction, self.params.min_score)
 
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         if self.params.multi_label:

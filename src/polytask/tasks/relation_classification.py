@@ -27,14 +27,18 @@ from polytask.data.examples import Example, Feature
 from polytask.data.input_specs import EntityPairInput
 from polytask.data.inputs import InputSpec
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, FieldSpec, LabelSetTask, Output,
-                                 TaskBatch, TaskParams)
+                                 ScoredParams, TaskBatch, TaskParams, masked_pairs)
 from polytask.tasks.relation_metrics import semeval_scores
+from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
 
 if TYPE_CHECKING:
     from polytask.config import DatasetConfig
 
 
-class RelationClassificationParams(TaskParams):
+HEAD = "label"  # the one calibrated head
+
+
+class RelationClassificationParams(ScoredParams):
     label: str = Field("relation", description="column of the relation label")
     head_column: str = Field("e1", description="column of the first entity's [start, end] character span")
     tail_column: str = Field("e2", description="column of the second entity's [start, end] character span")
@@ -125,16 +129,20 @@ class RelationClassification(LabelSetTask):
         return head(encoded.pooled, span_mean(tokens, inputs["e1_mask"]), span_mean(tokens, inputs["e2_mask"]))
 
     def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        logits, target = self.calibration_logits(output, targets)[HEAD]  # the labelled rows
+        return F.cross_entropy(logits, target) if len(target) else None
+
+    def calibration_heads(self) -> dict[str, CalibrationKind]:
+        return {HEAD: "softmax"}
+
+    def calibration_logits(self, output: Output, targets: dict[str, torch.Tensor]) -> CalibrationData:
         assert isinstance(output, torch.Tensor)
-        target = targets["target"]
-        keep = target != IGNORE
-        if not keep.any():
-            return None
-        return F.cross_entropy(output[keep].float(), target[keep])
+        return {HEAD: masked_pairs(output, targets["target"])}
 
     def host_outputs(self, output: Output) -> list[Any]:
+        """softmax(logits / temperature) [C] per feature."""
         assert isinstance(output, torch.Tensor)
-        return list(torch.softmax(output.float(), dim=-1).cpu().numpy())
+        return list(torch.softmax(output.float() / self.temperature(HEAD), dim=-1).cpu().numpy())
 
     def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
                     outputs: Sequence[Any]) -> dict[str, Any]:
@@ -144,6 +152,9 @@ class RelationClassification(LabelSetTask):
         entities = {name: {"text": example.text[s:e], "start": s, "end": e}
                     for name, (s, e) in zip(("e1", "e2"), example.entities)}
         return {"label": self.labels[best], "score": round(float(probs[best]), 6), **entities}
+
+    def gate(self, prediction: dict[str, Any]) -> Gated | None:
+        return gate_label(prediction, self.params.min_score)
 
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         return prediction["label"] == gold

@@ -30,15 +30,17 @@ from torch import nn
 
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
-from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Output, Task, TaskBatch, TaskParams,
-                                 label_index, mlp_head, padded, softmax)
+from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Output, ScoredParams, Task, TaskBatch,
+                                 TaskParams, label_index, masked_pairs, mlp_head, padded, softmax)
 from polytask.tasks.relation_metrics import relation_extraction_scores
+from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_items
 from polytask.tasks.token_classification import OUTSIDE, bio_spans, bio_tag_set, decode_words, word_span
 
 NO_RELATION = "none"
+ENTITIES, RELATIONS = "entities", "relations"  # the calibrated heads: the entity tagger, the relation scorer
 
 
-class RelationExtractionParams(TaskParams):
+class RelationExtractionParams(ScoredParams):
     label: str = Field("entities", description="column of the entities: [{type, start, end}] word spans")
     relations: str = Field("relations", description="column of the relations: [{type, head, tail}] entity indices")
     pair_hidden: int = Field(128, ge=8, description="width of the biaffine relation scorer's word projections")
@@ -212,18 +214,33 @@ class RelationExtraction(Task):
 
     def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Entity tag cross-entropy + relation cross-entropy over the ordered pairs of gold entity spans."""
-        assert isinstance(output, dict)
-        tags, keep = targets["tags"], targets["tags"] != IGNORE
-        if not keep.any():
+        labelled = self.calibration_logits(output, targets)
+        tags, tag_target = labelled[ENTITIES]
+        if not len(tag_target):
             return None
-        loss = F.cross_entropy(output["tags"][keep].float(), tags[keep])
-        pairs = targets["pairs"]
-        labelled = pairs != IGNORE
-        if labelled.any():
-            mask = targets["span_mask"]
-            scores = torch.einsum("biw,bwvr,bjv->bijr", mask, output["pairs"].float(), mask)
-            loss = loss + F.cross_entropy(scores[labelled], pairs[labelled])
-        return loss
+        loss = F.cross_entropy(tags, tag_target)
+        pairs, pair_target = labelled[RELATIONS]
+        return loss + F.cross_entropy(pairs, pair_target) if len(pair_target) else loss
+
+    def calibration_heads(self) -> dict[str, CalibrationKind]:
+        return {ENTITIES: "softmax", RELATIONS: "softmax"}
+
+    def calibration_logits(self, output: Output, targets: dict[str, torch.Tensor]) -> CalibrationData:
+        """entities: each labelled word's tag logits [N, C]; relations: the logits of each ordered pair of gold
+        entity spans (the mean of its cells) [M, R + 1], "none" included."""
+        assert isinstance(output, dict)
+        mask = targets["span_mask"]
+        spans = torch.einsum("biw,bwvr,bjv->bijr", mask, output["pairs"].float(), mask)
+        return {ENTITIES: masked_pairs(output["tags"], targets["tags"]),
+                RELATIONS: masked_pairs(spans, targets["pairs"])}
+
+    def host_outputs(self, output: Output) -> list[Any]:
+        """{"tags": [W, C], "pairs": [W, W, R + 1]} logits per feature, each divided by its head's temperature
+        (a span pair's logits are means of cells, so scaling the cells scales them alike)."""
+        assert isinstance(output, dict)
+        tags = (output["tags"].float() / self.temperature(ENTITIES)).cpu().numpy()
+        pairs = (output["pairs"].float() / self.temperature(RELATIONS)).cpu().numpy()
+        return [{"tags": t, "pairs": p} for t, p in zip(tags, pairs)]
 
     # -- outputs -----------------------------------------------------------------------------------------------------
     def postprocess(self, example: Example, features: Sequence[Feature], fields: Sequence[Fields],
@@ -249,6 +266,13 @@ class RelationExtraction(Task):
                                       "score": round(float(probs[best]), 6), "head_text": head["text"],
                                       "tail_text": tail["text"]})
         return {"entities": entities, "relations": relations}
+
+    def gate(self, prediction: dict[str, Any]) -> Gated | None:
+        """Relations below ``min_score`` are dropped; entities stay (relations point at them by index)."""
+        gated = gate_items(prediction, "relations", self.params.min_score)
+        if gated is None:
+            return None
+        return Gated(gated[0], len(gated[0]["relations"]), len(prediction["relations"]))
 
     @staticmethod
     def _tuples(prediction: dict[str, Any]) -> tuple[list[tuple[str, int, int]], list[tuple[str, Any, Any]]]:

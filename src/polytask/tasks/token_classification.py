@@ -20,11 +20,13 @@ from torch import nn
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetParams, LabelSetTask, Output,
-                                 TaskBatch, TaskParams, mlp_head, padded)
-from polytask.tasks.label_checks import check_fixed_labels, unseen_count
+                                 TaskBatch, TaskParams, masked_pairs, mlp_head, padded)
 from polytask.tasks.distillation import mixed_cross_entropy, teacher_weight
+from polytask.tasks.label_checks import check_fixed_labels, unseen_count
+from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_items
 
 OUTSIDE = "O"
+HEAD = "tags"  # the one calibrated head: the tag of each word
 
 
 class TokenClassificationParams(LabelSetParams):
@@ -192,17 +194,27 @@ class TokenClassification(LabelSetTask):
 
     def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """logits [B, W, C] per word; target [B, W] (IGNORE for padding, missing rows and truncated words)."""
-        assert isinstance(output, torch.Tensor)
-        target = targets["target"]
         weight = teacher_weight(targets)
         if weight is not None:  # per word: the teacher's probabilities mixed with the gold tag
+            assert isinstance(output, torch.Tensor)
             c = output.shape[-1]
-            return mixed_cross_entropy(output.reshape(-1, c), target.reshape(-1), targets["soft"].reshape(-1, c),
-                                       weight)
-        keep = target != IGNORE
-        if not keep.any():
-            return None
-        return F.cross_entropy(output[keep].float(), target[keep])
+            return mixed_cross_entropy(output.reshape(-1, c), targets["target"].reshape(-1),
+                                       targets["soft"].reshape(-1, c), weight)
+        logits, target = self.calibration_logits(output, targets)[HEAD]  # the labelled words
+        return F.cross_entropy(logits, target) if len(target) else None
+
+    def calibration_heads(self) -> dict[str, CalibrationKind]:
+        return {HEAD: "softmax"}
+
+    def calibration_logits(self, output: Output, targets: dict[str, torch.Tensor]) -> CalibrationData:
+        """Each labelled word (one with a token) is an entry: logits [N, C], tag indices [N]."""
+        assert isinstance(output, torch.Tensor)
+        return {HEAD: masked_pairs(output, targets["target"])}
+
+    def host_outputs(self, output: Output) -> list[Any]:
+        """Per-word logits / temperature [W, C] per feature (decoding takes their softmax)."""
+        assert isinstance(output, torch.Tensor)
+        return list((output.float() / self.temperature(HEAD)).cpu().numpy())
 
     def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
         """A teacher's tag probabilities per word of the example [W, C]."""
@@ -220,6 +232,17 @@ class TokenClassification(LabelSetTask):
             span = word_span(example, start, end)
             spans.append({"type": kind, **span, "score": round(float(score[start:end].mean()), 6)})
         return {"tags": tags, "spans": spans}
+
+    def gate(self, prediction: dict[str, Any]) -> Gated | None:
+        """Spans below ``min_score`` are dropped and their words tagged O, so tags and spans stay consistent."""
+        gated = gate_items(prediction, "spans", self.params.min_score)
+        if gated is None:
+            return None
+        out, dropped = gated
+        tags = list(out["tags"])
+        for span in dropped:
+            tags[span["start_word"]:span["end_word"]] = [OUTSIDE] * (span["end_word"] - span["start_word"])
+        return Gated({**out, "tags": tags}, len(out["spans"]), len(prediction["spans"]))
 
     def correct(self, prediction: dict[str, Any], gold: Any) -> bool:
         return prediction["tags"] == list(gold)
