@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.checkpoint import atomic_dir, load_training_state, save_training_state, write_model_files
+from polytask.checkpoint import (atomic_dir, load_training_state, recover_dir, save_training_state,
+                                 write_model_files)
 from polytask.config import RunConfig
 from polytask.data.loading import MultiTaskData, build_tasks, load_data
 from polytask.encoder import add_special_tokens, load_encoder
@@ -144,6 +145,10 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                                 num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
     state = LoopState()
     if resume is not None:
+        if main:  # a crash between the renames of a save leaves no last/ (or best/) but a complete hidden copy
+            recover_dir(resume)
+            recover_dir(out_dir / "best")
+        accelerator.wait_for_everyone()
         state = _restore(Path(resume), core, optimizer, lr_schedule, objective, feeder, accelerator)
     if objective.gradients.needs_task_gradients:  # the step reduces gradients itself: no DDP wrapper
         model = core.to(accelerator.device)
