@@ -63,7 +63,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._closing = False
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polytask-model")
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def batches_run(self) -> int:
@@ -75,8 +75,10 @@ class MicroBatcher:
         return self._queue.qsize() if self._queue is not None else 0
 
     async def start(self) -> None:
+        """Start (or start again, after ``stop``: an app's lifespan may run more than once) the worker."""
         self._queue = asyncio.Queue()
         self._closing = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polytask-model")
         self._worker = asyncio.create_task(self._run())
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -97,7 +99,8 @@ class MicroBatcher:
             request = self._queue.get_nowait()
             if not request.future.done():
                 request.future.set_exception(Unavailable("the server shut down before this request's turn"))
-        self._pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     async def predict(self, inputs: list[Any], tasks: list[str] | None, kind: str = "text") -> list[dict[str, Any]]:
         """``kind``: the input kind of every item (requests of one kind and task list share a pipeline call)."""
