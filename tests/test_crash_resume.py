@@ -5,6 +5,7 @@ name is ever incomplete."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,8 +50,6 @@ def _no_half_written_folder(out: Path) -> None:
 
 
 def _step(folder: Path) -> int:
-    import json
-
     return json.loads((folder / "trainer_state.json").read_text())["step"]
 
 

@@ -63,6 +63,8 @@ def test_bad_requests(client: TestClient, body: dict, status: int, text: str) ->
 def test_bad_json_and_server_survives(client: TestClient) -> None:
     r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
+    r = client.post("/predict", content=b'{"texts": ["\xff\xfe"]}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]  # not UTF-8: unreadable, not a crash
     assert client.post("/predict", json={"texts": ["still alive"]}).status_code == 200
 
 
