@@ -78,11 +78,18 @@ def test_readers_raise_only_data_errors(fmt: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(trained):
+def pipe(trained):
     from polytask.inference import Pipeline
+
+    return Pipeline.from_pretrained(trained[1].best_dir)
+
+
+@pytest.fixture()
+def api(pipe):
+    """A fresh app per test: schemathesis keeps the lifespan of an app it drove running until the process ends."""
     from polytask.serve.app import create_app
 
-    return create_app(Pipeline.from_pretrained(trained[1].best_dir), max_batch=4, max_chars=60, wait_ms=1)
+    return create_app(pipe, max_batch=4, max_chars=60, wait_ms=1)
 
 
 texts = st.one_of(st.text(max_size=70), st.sampled_from(["play music by adele now", "weather in <e1>paris</e1>",
