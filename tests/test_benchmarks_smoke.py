@@ -116,3 +116,22 @@ def test_calibration_benchmark_smoke(tmp_path: Path) -> None:
             for row in rows:
                 assert 0 < row["temperature"] <= 100 and row["examples"] > 0
                 assert 0 <= row["ece"] <= 1 and 0 <= row["ece_uncalibrated"] <= 1
+
+
+def test_serve_load_benchmark_smoke(tmp_path: Path) -> None:
+    """A real server under concurrent clients, a sustained run for the RSS bound, 100 MB bodies, SIGTERM in flight:
+    every check of the script passes (its exit status says so too)."""
+    out = tmp_path / "serve_load.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serve_load.py"), "--smoke", "--json-out",
+                           str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "mean batch" in proc.stdout and "FAIL" not in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["passed"] and all(result["checks"].values()) and len(result["checks"]) == 9
+    assert [r["concurrency"] for r in result["levels"]] == [1, 4]
+    for row in result["levels"]:
+        assert row["success_rate"] == 1.0 and row["bad_rejected_422"] == row["bad"]
+        assert row["p99_ms"] >= row["p50_ms"] > 0 and row["mean_batch"] >= 1.0 and row["model_calls"] > 0
+    assert result["rss"]["requests"] == 300 and result["rss"]["growth_mib"] <= result["rss"]["bound_mib"]
+    assert result["oversized"]["statuses"] == {"413": 5}
+    assert result["shutdown"]["answered_200"] == result["shutdown"]["in_flight"] == 4

@@ -202,6 +202,30 @@ def task_type_not_registered(c: Ctx):
                                       "import the module that registers it", "available: classification"])
 
 
+@case("calibrate")
+def calibrate_coverage_share_out_of_range(c: Ctx):
+    return (["calibrate", str(c.ckpt), "--coverage", "t=1.5"],
+            ["--coverage 't=1.5'", "TASK=SHARE with 0 < SHARE <= 1"])
+
+
+@case("calibrate")
+def calibrate_coverage_unknown_task(c: Ctx):
+    return (["calibrate", str(c.ckpt), "--coverage", "intent=0.9"],
+            ["--coverage", "unknown task(s) intent", "available: t"])
+
+
+@case("calibrate")
+def calibrate_split_dev(c: Ctx):
+    return (["calibrate", str(c.ckpt), "--split", "dev"],
+            ["--split", "value 'dev'", "allowed: train, validation, test"])
+
+
+@case("calibrate")
+def calibrate_precision_fp16(c: Ctx):
+    return (["calibrate", str(c.ckpt), "--precision", "fp16"],
+            ["--precision", "value 'fp16'", "allowed: fp32, bf16"])
+
+
 @case("export")
 def export_split_dev(c: Ctx):
     return (["export", str(c.ckpt), "--quantize", "int8", "--split", "dev"],

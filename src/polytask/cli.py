@@ -211,9 +211,8 @@ def calibrate(
     from polytask.calibrate import calibrate_checkpoint, parse_coverage
 
     _setup_logging()
-    if precision not in ("fp32", "bf16"):
-        _fail(ValueError(f"unknown precision {precision!r}; available: fp32, bf16"))
     try:
+        check_choice("--precision", precision, ("fp32", "bf16"), "precision")
         result = calibrate_checkpoint(checkpoint, split, config, parse_coverage(coverage), batch_size, precision)
     except PolytaskError as exc:
         _fail(exc)
@@ -286,15 +285,25 @@ def serve(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder")],
     host: Annotated[str, typer.Option(help="address to bind (default: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    max_batch: Annotated[int, typer.Option(help="most texts in one request")] = 64,
-    max_chars: Annotated[int, typer.Option(help="most characters in one text")] = 5000,
-    wait_ms: Annotated[float, typer.Option(help="micro-batching window for concurrent requests")] = 5.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="most texts in one request")] = 64,
+    max_chars: Annotated[int, typer.Option(min=1, help="most characters in one text")] = 5000,
+    wait_ms: Annotated[float, typer.Option(min=0, help="micro-batching window for concurrent requests")] = 5.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="larger request bodies get 413, before they are read")
+                              ] = 4 * 1024 * 1024,
+    timeout_s: Annotated[float, typer.Option(min=0, help="a request not answered by then gets 504 (0: no limit)")
+                         ] = 30.0,
+    max_queue: Annotated[int, typer.Option(min=0, help="requests waiting for the model beyond this get 503 "
+                                                       "(0: no limit)")] = 1024,
+    graceful_s: Annotated[float, typer.Option(min=0, help="on SIGTERM/Ctrl-C: how long requests in flight may "
+                                                          "take to finish")] = 30.0,
 ) -> None:
     """Serve every task over HTTP: GET /health, GET /tasks, POST /predict, docs at /docs."""
     from polytask.serve.app import serve as run_server
 
     try:
-        run_server(str(checkpoint), host=host, port=port, max_batch=max_batch, max_chars=max_chars, wait_ms=wait_ms)
+        run_server(str(checkpoint), host=host, port=port, max_batch=max_batch, max_chars=max_chars, wait_ms=wait_ms,
+                   max_body_bytes=max_body_bytes, timeout_s=timeout_s or None, max_queue=max_queue or None,
+                   graceful_s=graceful_s)
     except PolytaskError as exc:
         _fail(exc)
 

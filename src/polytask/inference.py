@@ -84,29 +84,50 @@ class Pipeline:
                              f"not {KIND_NAMES[kind]}")
         return list(tasks)
 
-    @torch.inference_mode()
-    def __call__(self, inputs: InputItem | Sequence[InputItem], tasks: Sequence[str] | None = None
-                 ) -> list[dict[str, Any]]:
-        """-> one dict per input: {task: prediction}. A single input (string, pair, mapping) gives a list of one."""
-        items: list[Any] = [inputs] if _is_single(inputs) else list(inputs)  # type: ignore[arg-type]
-        if not items:
-            return []
+    def check(self, inputs: InputItem | Sequence[InputItem], tasks: Sequence[str] | None = None) -> None:
+        """Raise the error a call on ``inputs`` would raise for the inputs themselves (mixed kinds, tasks that do
+        not read them, entity spans outside the text), without tokenising or running the model. A server checks
+        each request alone this way before it shares a model call with others."""
+        items = self._items(inputs)
+        if items:
+            names = self._task_names(items, tasks)
+            for spec, group in input_groups({n: self.model.tasks[n] for n in names}):
+                self._examples(spec, items, needs_words(self.model.tasks, group))
+
+    def _items(self, inputs: InputItem | Sequence[InputItem]) -> list[Any]:
+        return [inputs] if _is_single(inputs) else list(inputs)  # type: ignore[arg-type]
+
+    def _task_names(self, items: list[Any], tasks: Sequence[str] | None) -> list[str]:
         kinds = [self.kind_of(item) for item in items]
         if len(set(kinds)) > 1:
             raise ValueError(f"mix of {' and '.join(KIND_NAMES[k] for k in sorted(set(kinds)))} in one call: "
                              "send them separately")
-        names = self.tasks_for(kinds[0], tasks)
+        return self.tasks_for(kinds[0], tasks)
+
+    @staticmethod
+    def _examples(spec: Any, items: list[Any], words: bool) -> list[Any]:
+        examples = []
+        for i, item in enumerate(items):
+            try:
+                examples.append(spec.example_from(item, i, words))
+            except DataError as exc:  # keep the message, say which input it is
+                raise DataError(exc.problem, location=f"input {i}", field=exc.field, value=exc.value,
+                                allowed=exc.allowed) from None
+        return examples
+
+    @torch.inference_mode()
+    def __call__(self, inputs: InputItem | Sequence[InputItem], tasks: Sequence[str] | None = None
+                 ) -> list[dict[str, Any]]:
+        """-> one dict per input: {task: prediction}. A single input (string, pair, mapping) gives a list of one."""
+        items = self._items(inputs)
+        if not items:
+            return []
+        names = self._task_names(items, tasks)
         out: list[dict[str, Any]] = [{} for _ in items]
         model_tasks = self.model.tasks
         for spec, group in input_groups({n: model_tasks[n] for n in names}):
             words = needs_words(model_tasks, group)
-            examples = []
-            for i, item in enumerate(items):
-                try:
-                    examples.append(spec.example_from(item, i, words))
-                except DataError as exc:  # keep the message, say which input it is
-                    raise DataError(exc.problem, location=f"input {i}", field=exc.field, value=exc.value,
-                                    allowed=exc.allowed) from None
+            examples = self._examples(spec, items, words)
             featurized = spec.featurize(examples, self.model.tokenizer, self.model.max_length, words)
             split: FeatureSplit = assemble("input", "input", "predict", spec, model_tasks, group, examples,
                                            featurized, {n: [None] * len(examples) for n in group})

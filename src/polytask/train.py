@@ -10,6 +10,7 @@ evaluation is sharded across processes, and only the main process writes checkpo
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.checkpoint import atomic_dir, save_training_state, write_model_files
+from polytask.checkpoint import atomic_dir, recover_dir, save_training_state, write_model_files
 from polytask.config import RunConfig
 from polytask.data.loading import MultiTaskData, build_tasks, load_data
 from polytask.errors import PolytaskError
@@ -114,6 +115,8 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
 
     t, ev = cfg.train, cfg.evaluation
     if resume is not None:  # before anything loads: a changed config cannot resume exactly
+        if os.environ.get("RANK", "0") == "0":  # a crash between a save's renames leaves a complete hidden copy
+            recover_dir(resume)
         check_resume_config(Path(resume), cfg)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -161,6 +164,9 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                                 num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
     state = LoopState()
     if resume is not None:
+        if main:  # as for last/ above (recovered before the config check): best/ too
+            recover_dir(out_dir / "best")
+        accelerator.wait_for_everyone()
         saved = restore(Path(resume), core, optimizer, lr_schedule, objective.weighting, feeder, accelerator)
         state = LoopState(step=saved["step"], best=saved["best"], evals_without_gain=saved["evals_without_gain"],
                           examples=saved["examples"], seconds=saved["seconds"],

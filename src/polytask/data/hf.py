@@ -63,7 +63,11 @@ def _from_disk(datasets: Any, path: str, config: str | None, split: str, where: 
     if config is not None:
         raise DataError("hf_config applies to hub datasets only, not to a folder saved with save_to_disk",
                         location=where, field="options.hf_config", value=config)
-    data = datasets.load_from_disk(path)
+    try:
+        data = datasets.load_from_disk(path)
+    except Exception as exc:  # a damaged folder: datasets raises JSON, Arrow, file and key errors
+        raise DataError(f"could not load the dataset saved with save_to_disk: {type(exc).__name__}: {exc}",
+                        location=where) from exc
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
             raise DataError("split not found in the saved dataset", location=where, field="split", value=split,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from polytask.checkpoint import load_training_state, load_weights
+from polytask.checkpoint import is_complete, leftovers, load_training_state, load_weights
 from polytask.config import RunConfig
 from polytask.errors import ConfigError, PolytaskError
 
@@ -58,7 +58,11 @@ def check_resume_config(folder: Path, cfg: RunConfig) -> None:
     from polytask.config import validate_config
 
     if not folder.is_dir():
-        raise PolytaskError(f"{folder}: --resume folder not found (give a run's 'last' checkpoint folder)")
+        # another process than the one that recovers an interrupted save may look before it is back in place
+        complete = [p for p in leftovers(folder) if is_complete(p)]
+        if not complete:
+            raise PolytaskError(f"{folder}: --resume folder not found (give a run's 'last' checkpoint folder)")
+        folder = complete[-1]
     saved = saved_run_config(folder)
     if saved is None:
         log.warning("%s: no run_config.yaml beside the checkpoint: cannot check that the config is the run's own",
