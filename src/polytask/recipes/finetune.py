@@ -107,6 +107,8 @@ def _combine(joint: Any, output: Path, names: list[str], summary: dict[str, Any]
     for name in names:
         tuned = MultiTaskModel.from_pretrained(output / name / "best")
         joint.heads[name].load_state_dict(tuned.heads[name].state_dict())
+        # the run calibrated its head on validation: its temperatures belong to the head it trained
+        joint.tasks[name].temperatures = dict(tuned.tasks[name].temperatures)
     metrics = {"finetuned_from": summary["checkpoint"], "scope": "heads",
                "tasks": {n: summary["tasks"][n]["finetuned"] for n in names}}
     with atomic_dir(output / "combined") as tmp:
