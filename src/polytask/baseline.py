@@ -280,8 +280,8 @@ def run_baseline(cfg: RunConfig, seeds: list[int] | None = None, budget: str = "
     if empty:
         raise PolytaskError(f"datasets without training rows: {', '.join(empty)}")
     skipped = unlabelled(cfg, rows)
-    for task, why in skipped.items():
-        log.warning("baseline: task %r is not trained alone: %s", task, why)
+    for name, why in skipped.items():
+        log.warning("baseline: task %r is not trained alone: %s", name, why)
     singles = [t for t in cfg.tasks if t not in skipped]
     del rows
 

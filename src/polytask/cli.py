@@ -252,6 +252,7 @@ def predict(
         _fail(ValueError("--input needs --output (the JSON-lines file to write)"))
     if input_file is None and not texts:
         _fail(ValueError("give at least one TEXT, or --input FILE --output FILE"))
+    texts = texts or []  # without --input, at least one (checked above)
     try:
         check_choice("--precision", precision, ("fp32", "bf16"), "precision")
         check_choice("--backend", backend, ("torch", "onnx"), "backend")
@@ -268,7 +269,7 @@ def predict(
             result = predict_file(pipe, input_file, output, tasks=task_list, text_field=text_field,  # type: ignore
                                   pair_field=pair_field)
         else:
-            inputs = [(texts[0], pair)] if pair is not None else list(texts)  # type: ignore[index]
+            inputs = [(texts[0], pair)] if pair is not None else list(texts)
             outputs = pipe(inputs, tasks=task_list)
     except (PolytaskError, KeyError, ValueError, OSError) as exc:
         _fail(exc)
@@ -276,7 +277,7 @@ def predict(
         console.print(f"wrote {result.rows} prediction(s) to {result.output} in {result.seconds:.1f}s "
                       f"({result.texts_per_second:.1f} texts/s)")
         return
-    for text, out in zip(texts, outputs):  # type: ignore[arg-type]
+    for text, out in zip(texts, outputs):
         console.print_json(json.dumps({"text": text, **out}, ensure_ascii=False))
 
 

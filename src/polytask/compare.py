@@ -84,7 +84,7 @@ def comparison(summary: dict[str, Any], split: str = "test") -> dict[str, Any]:
             f = {s: per_seed_ft.get(s, {}).get(task, {}).get(metric) for s in seeds}
             both = [s for s in seeds if f[s] is not None and o[s] is not None]
             rows[task][f"finetuned_{scope}"] = _stat([v for v in f.values() if v is not None])
-            rows[task][f"delta_finetuned_{scope}"] = _stat([f[s] - o[s] for s in both])  # type: ignore[operator]
+            rows[task][f"delta_finetuned_{scope}"] = _stat([f[s] - o[s] for s in both])
     compared = [t for t in rows if rows[t]["delta"] is not None]
     agg_m, agg_o = [], []
     for s in seeds:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from polytask.config_rules import (drop_switched_params, encoder_problems, expand_shorthands, mapping_problem,
                                    metric_problems, non_finite_problems)
 from polytask.errors import ConfigError
-from polytask.registry import UnknownNameError
+from polytask.registry import Registry, UnknownNameError
 
 log = logging.getLogger("polytask")
 
@@ -251,7 +251,7 @@ def validate_config(
     from polytask.tasks import TASKS
     from polytask.weighting import WEIGHTINGS
 
-    registries = {"sampler": SAMPLERS, "weighting": WEIGHTINGS, "gradients": GRADIENT_METHODS}
+    registries: dict[str, Registry[Any]] = {"sampler": SAMPLERS, "weighting": WEIGHTINGS, "gradients": GRADIENT_METHODS}
     data = copy.deepcopy(data)
     expand_shorthands(data)
     original = copy.deepcopy(data)
@@ -266,7 +266,7 @@ def validate_config(
     non_finite = non_finite_problems(data)
     problems.extend(non_finite)
 
-    raw_tasks = data.get("tasks")
+    raw_tasks: Any = data.get("tasks")  # as parsed: any YAML value until mapping_problem has checked it
     if (msg := mapping_problem("tasks", raw_tasks)) is not None:
         problems.append(msg)
         raw_tasks = {}
@@ -293,7 +293,7 @@ def validate_config(
             problems.extend(_pydantic_problems(exc, f"tasks.{name}"))
 
     # datasets one by one, so a bad entry does not hide the problems of the others
-    raw_datasets = data.get("datasets")
+    raw_datasets: Any = data.get("datasets")  # as parsed, like raw_tasks
     if (msg := mapping_problem("datasets", raw_datasets)) is not None:
         problems.append(msg)
         raw_datasets = {}

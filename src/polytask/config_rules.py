@@ -12,7 +12,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from polytask.registry import Registry, UnknownNameError
 
@@ -90,7 +90,7 @@ def drop_switched_params(data: dict[str, Any], original: dict[str, Any], overrid
 def metric_problems(metric: str, tasks: dict[str, BaseModel], datasets: dict[str, DatasetConfig]) -> list[str]:
     """``evaluation.metric``: ``mean`` or ``TASK/METRIC`` with a known task, one of its metrics, and validation data
     for that task (else no checkpoint would ever be selected)."""
-    from polytask.tasks import TASKS
+    from polytask.tasks import TASKS, TaskParams
 
     if metric == "mean":
         return []
@@ -98,7 +98,8 @@ def metric_problems(metric: str, tasks: dict[str, BaseModel], datasets: dict[str
     if task not in tasks:
         return [f"evaluation.metric: {metric!r} is neither 'mean' nor TASK/METRIC with a known task "
                 f"({', '.join(tasks)})"]
-    known = TASKS.get(tasks[task].type).metric_names(tasks[task])  # type: ignore[attr-defined]
+    params = cast(TaskParams, tasks[task])  # validated with its task type's Params (a TaskParams) by the caller
+    known = TASKS.get(params.type).metric_names(params)
     if name not in known:
         return [f"evaluation.metric: task {task!r} has no metric {name!r}; available: {', '.join(known)}"]
     ds_name = getattr(tasks[task], "dataset", None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from polytask.data.inputs import InputItem, input_kind
 from polytask.errors import DataError
 from polytask.evaluate import predict_split
 from polytask.model import MultiTaskModel
+
+if TYPE_CHECKING:
+    from polytask.export import OnnxModel
 
 KIND_NAMES = {"text": "single texts", "pair": "(text, text_pair) pairs", "entities": "texts with two marked entities"}
 
@@ -49,7 +52,7 @@ class Pipeline:
     def from_pretrained(cls, path: str | Path, device: str = "cpu", batch_size: int = 32, precision: str = "fp32",
                         backend: str = "torch", onnx_file: str | Path | None = None) -> Pipeline:
         """``backend="onnx"`` runs ``onnx_file`` (default: PATH/model.onnx, made by ``polytask export``)."""
-        model = MultiTaskModel.from_pretrained(path, device=device)
+        model: MultiTaskModel | OnnxModel = MultiTaskModel.from_pretrained(path, device=device)
         if backend == "onnx":
             from polytask.export import OnnxModel
 
@@ -95,7 +98,7 @@ class Pipeline:
                 self._examples(spec, items, needs_words(self.model.tasks, group))
 
     def _items(self, inputs: InputItem | Sequence[InputItem]) -> list[Any]:
-        return [inputs] if _is_single(inputs) else list(inputs)  # type: ignore[arg-type]
+        return [inputs] if _is_single(inputs) else list(inputs)
 
     def _task_names(self, items: list[Any], tasks: Sequence[str] | None) -> list[str]:
         kinds = [self.kind_of(item) for item in items]

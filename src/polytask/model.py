@@ -29,7 +29,8 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         self.tasks = dict(tasks)  # plain dict: label spaces, input specs and decoding live on the Task objects
         self.pooling, self.dropout = pooling, dropout
-        self.hidden = int(encoder.config.hidden_size)
+        config: Any = encoder.config  # the transformers config (to nn.Module's typing, a submodule or a tensor)
+        self.hidden = int(config.hidden_size)
         self.heads = nn.ModuleDict()
         # one vector per task, keyed by its name (not its position): adding a task keeps every other task's row
         self.task_embedding: nn.ParameterDict | None = nn.ParameterDict() if task_embedding else None

@@ -17,7 +17,9 @@ def tiny_bert(folder: str | Path, words: Iterable[str] = (), seed: int = 0, max_
     """Write a 2-layer, 32-wide random BERT whose vocabulary holds ``words`` (lower-cased), single characters and
     their ``##`` continuations (so any lower-case text tokenises without [UNK]) into ``folder``; -> the folder."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    # transformers 5 still exports BertTokenizerFast (an alias of BertTokenizer) but leaves it out of the names its
+    # typed modules declare; transformers 4 declares it (hence unused-ignore)
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined, unused-ignore]
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

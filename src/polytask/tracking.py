@@ -68,7 +68,8 @@ class RunningLoss:
     """Exponential moving average of each task's loss (what the progress bar shows)."""
 
     def __init__(self, decay: float = 0.9) -> None:
-        self.decay, self.values = decay, {}
+        self.decay = decay
+        self.values: dict[str, float] = {}
 
     def update(self, losses: dict[str, float]) -> None:
         for k, v in losses.items():

@@ -67,6 +67,7 @@ def collate_parts(parts: Sequence[tuple[FeatureSplit, Sequence[int]]], tasks: di
         ids[b, :n] = f.input_ids
         mask[b, :n] = 1
         if types is not None:
+            assert f.type_ids is not None  # one tokenizer made every feature: all have type ids or none do
             types[b, :n] = f.type_ids
     inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
     if types is not None:
@@ -96,7 +97,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
     for start in range(0, len(order), window):
         chunk = sorted(order[start : start + window].tolist(), key=lambda i: -lengths[i])
         batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)  # type: ignore[arg-type]
+    rng.shuffle(batches)
     return batches
 
 

@@ -86,14 +86,15 @@ def needs_words(tasks: dict[str, Task], names: Sequence[str]) -> bool:
 def read_source_split(ds: DatasetConfig, split: str, seed: int) -> list[Row]:
     """Rows of one split, honouring ``validation_fraction`` (a fixed, seeded slice of train) and ``max_rows``."""
     options = ReaderOptions.model_validate(ds.options)
-    carve = ds.validation_fraction and split in ("train", "validation") and not ds.validation
+    # the fraction of train carved out as validation, when this split is carved from train
+    carve = ds.validation_fraction if split in ("train", "validation") and not ds.validation else None
     path = ds.train if carve else ds.split_path(split)
     if path is None:
         return []
     rows = read_rows(ds.format, path, options, split=split if ds.format == "hf" else None)
     if carve:
         order = np.random.default_rng(seed).permutation(len(rows))
-        n_val = max(1, int(round(len(rows) * ds.validation_fraction)))
+        n_val = max(1, int(round(len(rows) * carve)))
         chosen = sorted(order[:n_val]) if split == "validation" else sorted(order[n_val:])
         rows = [rows[i] for i in chosen]
     if split == "train" and ds.sample is not None:

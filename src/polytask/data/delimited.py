@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
 from polytask.data.readers import ReaderOptions, _existing_file, _read_text, _reader, _require_rows
 from polytask.data.rows import Row
 from polytask.errors import DataError
 
+if TYPE_CHECKING:
+    from _csv import _QuotingType  # typeshed's Literal of the csv.QUOTE_* values, which csv.reader requires
+
 
 
 # -- csv / tsv --------------------------------------------------------------------------------------------------------
-_QUOTING = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
+_QUOTING: dict[str, _QuotingType] = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
 
 
 @_reader("csv", "encoding", "delimiter", "header", "column_names", "quoting")
@@ -46,7 +50,7 @@ def _read_delimited(path: str, options: ReaderOptions, default_delimiter: str, d
     return _require_rows(rows, path)
 
 
-def _records(text: str, path: str, delimiter: str, quoting: int) -> list[tuple[int, int, list[str]]]:
+def _records(text: str, path: str, delimiter: str, quoting: _QuotingType) -> list[tuple[int, int, list[str]]]:
     """(first line, last line, fields) of every non-empty record, in order.
 
     ``reader.line_num`` counts the physical lines consumed so far, so a record starts one line after the previous

@@ -76,7 +76,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> InputSpec:
 
     data = dict(data)
     cls = INPUTS.get(str(data.pop("type")))
-    return cls(**data)  # type: ignore[call-arg]
+    return cls(**data)
 
 
 # -- inference inputs -------------------------------------------------------------------------------------------------
@@ -160,7 +160,9 @@ def parse_markers(text: str) -> tuple[str, Span, Span]:
     first, second = order[0][1:3], order[2][1:3]
     if order != [f"<{first}>", f"</{first}>", f"<{second}>", f"</{second}>"]:
         raise ValueError("entity markers overlap or nest: <e1>..</e1> and <e2>..</e2> must be disjoint")
-    clean, spans, pos, cursor = [], {}, 0, 0
+    clean: list[str] = []
+    spans: dict[str, list[int]] = {}  # "e1"/"e2" -> [start, end] in the clean text
+    pos = cursor = 0
     for m in order:
         at = positions[m]
         clean.append(text[cursor:at])
@@ -168,11 +170,11 @@ def parse_markers(text: str) -> tuple[str, Span, Span]:
         cursor = at + len(m)
         spans.setdefault(m.strip("</>"), []).append(pos)
     clean.append(text[cursor:])
-    e1, e2 = tuple(spans["e1"]), tuple(spans["e2"])
+    e1, e2 = (spans["e1"][0], spans["e1"][1]), (spans["e2"][0], spans["e2"][1])
     for name, (s, e) in (("e1", e1), ("e2", e2)):
         if e <= s:
             raise ValueError(f"entity {name} is empty")
-    return "".join(clean), e1, e2  # type: ignore[return-value]
+    return "".join(clean), e1, e2
 
 
 def check_span(value: Any, text: str, row: Row, field: str) -> Span:

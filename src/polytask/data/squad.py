@@ -27,9 +27,9 @@ from polytask.data.rows import Row
 from polytask.errors import DataError, PolytaskError
 
 if __name__ == "__main__":  # `python -m`: importing readers above already registered this module under its own
-    from polytask.data.squad import main  # name; defining the reader a second time here would register it twice
+    from polytask.data import squad  # name; defining the reader a second time here would register it twice
 
-    raise SystemExit(main())
+    raise SystemExit(squad.main())
 
 SPLITS = ("train", "dev", "test")
 ANSWER = 'a list of objects {"text": string, "answer_start": integer >= 0}'

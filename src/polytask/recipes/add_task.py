@@ -11,10 +11,14 @@ data gets enough optimizer steps: ``train.min_steps`` defaults to 100 here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from polytask.checkpoint import read_config
 from polytask.config import RunConfig, load_config
 from polytask.errors import PolytaskError
+
+if TYPE_CHECKING:
+    from polytask.tasks import TaskParams
 
 MIN_STEPS = 100
 
@@ -24,7 +28,9 @@ def add_task_config(checkpoint: str | Path, config: str | Path, overrides: list[
     """The run config of adding CONFIG's tasks to CHECKPOINT (init_from, carry_tasks, freezing)."""
     saved = read_config(checkpoint)["tasks"]
     cfg = load_config(config, list(overrides or []))
-    clashes = [n for n, p in cfg.tasks.items() if n in saved and saved[n]["params"]["type"] != p.type]
+    # load_config validated every task with its task type's Params: each is a TaskParams
+    clashes = [n for n, p in cfg.tasks.items()
+               if n in saved and saved[n]["params"]["type"] != cast("TaskParams", p).type]
     if clashes:
         raise PolytaskError(f"task name(s) {', '.join(clashes)} exist in {checkpoint} with another type; choose "
                             "new names for the new tasks")

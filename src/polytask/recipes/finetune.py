@@ -120,7 +120,7 @@ def _every_seed(run_dir: Path, tasks: list[str] | None, scope: str, epochs: floa
                 show_progress: bool | None) -> dict[str, Any]:
     root = run_dir / "compare"
     summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
-    out = {"format": "polytask-finetune-seeds", "scope": scope, "seeds": {}}
+    out: dict[str, Any] = {"format": "polytask-finetune-seeds", "scope": scope, "seeds": {}}
     for seed, record in summary["multi"]["runs"].items():
         best = root / record["run_dir"] / "best"
         out["seeds"][seed] = finetune(best, tasks, scope, None, epochs, lr, show_progress)

@@ -46,7 +46,7 @@ class SamplerParams(BaseModel):
 class Sampler(Protocol):
     """A rule giving each source a probability of feeding the next micro-batch."""
 
-    Params: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[SamplerParams]]
 
     def __init__(self, params: BaseModel) -> None: ...
 

@@ -208,4 +208,6 @@ def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, graceful_s
     import uvicorn
 
     app = create_app(Pipeline.from_pretrained(checkpoint), drain_s=graceful_s, **kwargs)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=graceful_s)
+    # uvicorn annotates timeout_graceful_shutdown as int but hands it to asyncio.wait_for, which takes float seconds
+    uvicorn.run(app, host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=graceful_s)  # type: ignore[arg-type]

@@ -141,7 +141,8 @@ class RelationExtraction(Task):
         return entities, relations
 
     def fit(self, values: list[tuple[Any, Example]]) -> None:
-        entities, relations = set(), set()
+        entities: set[str] = set()
+        relations: set[str] = set()
         for raw, example in values:
             ents, rels = self._parse(raw, example)
             entities.update(t for t, _, _ in ents)

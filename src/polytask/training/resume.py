@@ -112,7 +112,7 @@ def restore(folder: Path, model: Any, optimizer: Any, lr_schedule: Any, weightin
     mine = saved["ranks"][accelerator.process_index]
     set_rng_state(saved["rngs"][accelerator.process_index])
     random.setstate(_tuples(mine["python_random"]))
-    np.random.set_state(tuple(mine["numpy_random"]))  # type: ignore[arg-type]
+    np.random.set_state(tuple(mine["numpy_random"]))
     return saved
 
 

@@ -196,7 +196,7 @@ def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, t
                     jac = getattr(p, "jac", None)
                     if jac is not None:
                         jacobian[index, start : start + size] += jac.reshape(len(present), -1).float()
-                        del p.jac
+                        delattr(p, "jac")  # set by torchjd's mtl_backward
     # the heads of tasks this step did not see got zeros above: give them no gradient at all, as a plain backward
     # would (the optimizer then leaves them alone: no momentum, no weight decay on a zero gradient)
     heads = getattr(ctx.model, "heads", None)

@@ -44,6 +44,18 @@ class DWAWeighting(LossWeighting):
 
     Params: ClassVar[type[WeightingParams]] = DWAParams
     params: DWAParams
+    # the buffers registered in __init__, declared for type checkers (register_buffer is invisible to them)
+    sums: torch.Tensor
+    counts: torch.Tensor
+    prev_mean: torch.Tensor
+    prev_count: torch.Tensor
+    prev2_mean: torch.Tensor
+    prev2_count: torch.Tensor
+    pending_sums: torch.Tensor
+    pending_counts: torch.Tensor
+    weight: torch.Tensor
+    window_id: torch.Tensor
+    completed: torch.Tensor
 
     def __init__(self, task_names: list[str], params: BaseModel) -> None:
         super().__init__(task_names, params)

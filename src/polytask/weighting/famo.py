@@ -38,6 +38,13 @@ class FAMOWeighting(LossWeighting):
     Params: ClassVar[type[WeightingParams]] = FAMOParams
     needs_losses_after_step: ClassVar[bool] = True
     params: FAMOParams
+    # the buffers registered in __init__, declared for type checkers (register_buffer is invisible to them)
+    logits: torch.Tensor
+    adam_m: torch.Tensor
+    adam_v: torch.Tensor
+    before_sum: torch.Tensor
+    before_count: torch.Tensor
+    adam_t: torch.Tensor
 
     def __init__(self, task_names: list[str], params: BaseModel) -> None:
         super().__init__(task_names, params)

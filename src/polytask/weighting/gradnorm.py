@@ -39,6 +39,7 @@ class GradNormWeighting(LossWeighting):
     learnable: ClassVar[bool] = True
     reads_shared_layer: ClassVar[bool] = True
     params: GradNormParams
+    initial_loss: torch.Tensor  # a buffer registered in __init__, declared for type checkers
 
     def __init__(self, task_names: list[str], params: BaseModel) -> None:
         super().__init__(task_names, params)
@@ -68,7 +69,9 @@ class GradNormWeighting(LossWeighting):
         for name in names:  # ‖∇_W L_t‖ for each present task, through its head and the top block only
             grads = torch.autograd.grad(values[names.index(name)], context.shared_layer, retain_graph=True,
                                         allow_unused=True)
-            norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+            squares = [(g.float() ** 2).sum() for g in grads if g is not None]
+            # a tensor start: a loss that reaches none of W has norm 0 (the int 0 of a bare sum fails in torch.sqrt)
+            norms.append(torch.sqrt(sum(squares, values.new_zeros(()))))
         norm = torch.stack(norms).detach().to(w.device)  # [P]
         g = w * norm
         ratio = values.detach().to(w.device) / self.initial_loss[index].clamp(min=1e-12)
