@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from polytask.data.examples import Example
 from polytask.data.readers import ReaderOptions, read_rows
 from polytask.data.rows import Row
 from polytask.errors import DataError
+from polytask.tasks.base import IGNORE, TASKS
 from polytask.tasks.relation_metrics import relation_extraction_scores, semeval_scores
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -220,6 +222,36 @@ def test_semeval_scores_wrong_direction_counts_against_the_type_and_other_is_exc
     assert scores["accuracy"] == pytest.approx(3 / 5)
     # Other counted as a type too: TP 1, 1 predicted, 2 gold -> F1 2/3
     assert semeval_scores(preds, golds, negative=None)["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_relation_labels_unseen_in_training_are_an_error_or_scored_as_wrong() -> None:
+    def example(i: int, label: str) -> tuple[str, Example]:
+        row = Row({"text": "a b", "e1": [0, 1], "e2": [2, 3], "relation": label}, f"test.txt:{4 * i + 1}", "test.txt",
+                  4 * i + 1)
+        return label, Example(i, row, "a b")
+
+    def task(unseen: str):  # type: ignore[no-untyped-def]
+        kind = TASKS.get("relation_classification")
+        made = kind("relation", kind.Params(type="relation_classification", dataset="d", unseen_labels=unseen))
+        made.fit([example(0, "A(e1,e2)"), example(1, "Other")])
+        return made
+
+    rows = [example(0, "A(e1,e2)"), example(1, "B(e2,e1)"), example(2, "Other")]
+    with pytest.raises(DataError, match=r"test.txt:5: field 'relation': value 'B\(e2,e1\)': label not in .*; 1 of 3 "
+                                        r"examples hold labels training never saw: B\(e2,e1\) \(1\)"):
+        task("error").check_values(rows)
+    counting = task("count_as_wrong")
+    counting.check_values(rows)
+    assert "1 of 3 examples hold labels training never saw: B(e2,e1) (1); they are scored as wrong" in \
+        counting.take_notes()[0]
+    golds = [counting.gold(raw, ex) for raw, ex in rows]
+    assert golds == ["A(e1,e2)", "B(e2,e1)", "Other"]
+    assert counting._index.get("B(e2,e1)", IGNORE) == IGNORE  # no output to train: its target is ignored
+    predictions = [{"label": "A(e1,e2)"}, {"label": "Other"}, {"label": "Other"}]
+    scores = counting.metrics(predictions, golds)
+    assert scores["unseen_labels"] == 1.0 and scores["accuracy"] == pytest.approx(2 / 3)
+    # B has a gold and no correct prediction: its F1 of 0 enters the macro mean beside A's 1
+    assert scores["macro_f1"] == pytest.approx(0.5)
 
 
 def test_semeval_scores_edge_cases() -> None:

@@ -26,8 +26,21 @@ from torch import nn
 from polytask.data.examples import Example, Feature
 from polytask.data.input_specs import EntityPairInput
 from polytask.data.inputs import InputSpec
-from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, FieldSpec, LabelSetTask, Output,
-                                 ScoredParams, TaskBatch, TaskParams, masked_pairs)
+from polytask.tasks.base import (
+    IGNORE,
+    TASKS,
+    BatchShape,
+    Encoded,
+    Fields,
+    FieldSpec,
+    LabelSetParams,
+    LabelSetTask,
+    Output,
+    TaskBatch,
+    TaskParams,
+    masked_pairs,
+)
+from polytask.tasks.label_checks import unseen_count
 from polytask.tasks.relation_metrics import semeval_scores
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
 
@@ -38,7 +51,7 @@ if TYPE_CHECKING:
 HEAD = "label"  # the one calibrated head
 
 
-class RelationClassificationParams(ScoredParams):
+class RelationClassificationParams(LabelSetParams):
     label: str = Field("relation", description="column of the relation label")
     head_column: str = Field("e1", description="column of the first entity's [start, end] character span")
     tail_column: str = Field("e2", description="column of the second entity's [start, end] character span")
@@ -103,12 +116,16 @@ class RelationClassification(LabelSetTask):
         self.check_label(label, example)
         return label
 
+    def label_names(self, raw: Any, example: Example) -> list[str]:
+        return [str(raw).strip()]
+
     def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
         out = []
         for feature in features:
             fields: Fields = {"e1_mask": entity_mask(feature, 0, 1), "e2_mask": entity_mask(feature, 2, 3)}
             if gold is not None:
-                fields["target"] = self._index[gold]
+                # a label training never saw (unseen_labels: count_as_wrong, evaluation only) has no output to train
+                fields["target"] = self._index.get(gold, IGNORE)
             out.append(fields)
         return out
 
@@ -163,4 +180,5 @@ class RelationClassification(LabelSetTask):
         if not golds:
             return {}
         scores = semeval_scores([p["label"] for p in predictions], list(golds), self.params.negative_label)
-        return {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}
+        extra = {"unseen_labels": float(unseen_count(self, golds))} if self.counts_unseen else {}
+        return {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"], **extra}
