@@ -26,20 +26,8 @@ from torch import nn
 from polytask.data.examples import Example, Feature
 from polytask.data.input_specs import EntityPairInput
 from polytask.data.inputs import InputSpec
-from polytask.tasks.base import (
-    IGNORE,
-    TASKS,
-    BatchShape,
-    Encoded,
-    Fields,
-    FieldSpec,
-    LabelSetParams,
-    LabelSetTask,
-    Output,
-    TaskBatch,
-    TaskParams,
-    masked_pairs,
-)
+from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, FieldSpec, LabelSetParams, LabelSetTask,
+                                 Output, TaskBatch, TaskParams, masked_pairs)
 from polytask.tasks.label_checks import unseen_count
 from polytask.tasks.relation_metrics import semeval_scores
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
