@@ -234,7 +234,30 @@ def export_split_dev(c: Ctx):
 
 @case("export")
 def export_format(c: Ctx):
-    return ["export", str(c.ckpt), "--format", "tflite"], ["--format", "value 'tflite'", "allowed: onnx"]
+    return ["export", str(c.ckpt), "--format", "tflite"], ["--format", "value 'tflite'", "allowed: onnx, hf"]
+
+
+@case("export")
+def export_hf_mean_pooling(c: Ctx):
+    return (["export", str(c.ckpt), "--format", "hf", "--task", "t", "--out", str(c.tmp / "hf")],
+            ["task 't'", "encoder.pooling: mean", "Train with encoder.pooling: cls"])
+
+
+@case("export")
+def export_hf_unknown_task(c: Ctx):
+    return (["export", str(c.ckpt), "--format", "hf", "--task", "intent"],
+            ["--task", "value 'intent'", "not a task of the checkpoint", "allowed: t"])
+
+
+@case("push")
+def push_repo_id(c: Ctx):
+    return (["push", str(c.ckpt), "me/bad..name", "--dry-run"],
+            ["REPO_ID", "value 'me/bad..name'", "not a Hub repository id", "allowed: NAME or OWNER/NAME"])
+
+
+@case("push")
+def push_not_a_checkpoint(c: Ctx):
+    return ["push", str(c.tmp), "me/model", "--dry-run"], [str(c.tmp), "not a polytask checkpoint (no config.json)"]
 
 
 @case("export")

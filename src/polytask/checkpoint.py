@@ -1,7 +1,8 @@
 """Checkpoint folders: written atomically, loaded from safetensors and JSON only (no pickle).
 
 A model folder holds ``config.json`` (encoder config, pooling, tasks with their params and label spaces),
-``model.safetensors`` (encoder + heads), the tokenizer files, ``run_config.yaml`` and ``metrics.json``.
+``model.safetensors`` (encoder + heads), the tokenizer files, ``run_config.yaml``, ``metrics.json`` and a model card
+``README.md`` (``polytask.card``; loading never reads it, so folders saved before cards existed load the same).
 A resumable training folder adds ``trainer_state.json``, ``optimizer.safetensors`` and ``weighting.safetensors``.
 """
 
@@ -199,21 +200,46 @@ def write_model_files(model, folder: Path, metrics: dict[str, Any] | None = None
         (folder / "run_config.yaml").write_text(yaml.safe_dump(model.run_config, sort_keys=False), encoding="utf-8")
     if metrics is not None:
         _write_json(folder / "metrics.json", metrics)
+    _write_card(folder / "README.md", model_config(model), model.run_config, metrics)
+
+
+def _write_card(path: Path, config: dict[str, Any], run_config: dict[str, Any] | None,
+                metrics: dict[str, Any] | None) -> None:
+    from polytask.card import checkpoint_card
+
+    try:
+        text = checkpoint_card(config, run_config, metrics)
+    except Exception as exc:  # noqa: BLE001  (a card is documentation: its failure must not lose a training run)
+        log.warning("%s: model card not written (%s: %s); the checkpoint itself is complete", path.parent,
+                    type(exc).__name__, exc)
+        return
+    path.write_text(text, encoding="utf-8")
 
 
 def rewrite_config(model, path: str | Path) -> Path:
     """Replace only ``path/config.json`` (temperatures, task params) with the model's, atomically: the new file is
-    written beside it and renamed over it, so readers see the old file or the new one. The weights, tokenizer,
-    metrics and an exported ONNX graph stay as they are (none of them holds temperatures or thresholds)."""
+    written beside it and renamed over it, so readers see the old file or the new one; then the model card
+    (README.md, which shows the temperatures) the same way. The weights, tokenizer, metrics and an exported ONNX
+    graph stay as they are (none of them holds temperatures or thresholds)."""
     path = Path(path)
     read_config(path)  # it must be a checkpoint
-    tmp = path / f".config.json.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_json(tmp, model_config(model))
-        os.replace(tmp, path / "config.json")
-    finally:
-        tmp.unlink(missing_ok=True)
+    config = model_config(model)
+    for name, write in (("config.json", lambda f: _write_json(f, config)),
+                        ("README.md", lambda f: _write_card(f, config, model.run_config, read_metrics(path)))):
+        tmp = path / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            write(tmp)
+            if tmp.exists():
+                os.replace(tmp, path / name)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def read_metrics(path: str | Path) -> dict[str, Any] | None:
+    """A checkpoint's stored evaluation (metrics.json), or None when it has none."""
+    file = Path(path) / "metrics.json"
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
 
 
 def save_model(model, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:

@@ -312,19 +312,67 @@ def serve(
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder")],
-    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
-    output: Annotated[Optional[Path], typer.Option(help="file to write (default: CHECKPOINT/model.onnx)")] = None,
-    quantize: Annotated[Optional[str], typer.Option(help="int8: also write a dynamically quantised graph")] = None,
-    split: Annotated[str, typer.Option(help="split to measure the int8 accuracy change on")] = "validation",
+    format: Annotated[str, typer.Option("--format", help="onnx: every head in one graph; hf: ONE task as a "
+                                                         "folder the stock transformers Auto class loads")] = "onnx",
+    task: Annotated[Optional[str], typer.Option(help="hf: the task to export")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "--out", help="onnx: the file (default CHECKPOINT/model.onnx); hf: the folder (default "
+                                  "CHECKPOINT-hf-TASK beside the checkpoint)")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="onnx: int8 also writes a dynamically quantised graph")
+                        ] = None,
+    split: Annotated[str, typer.Option(help="onnx: split to measure the int8 accuracy change on")] = "validation",
 ) -> None:
-    """Export the encoder and every head as ONE graph; checks it against PyTorch (max abs diff)."""
-    from polytask.export_cli import run_export
-
+    """onnx: the encoder and every head as ONE graph, checked against PyTorch (max abs diff). hf: one task as a
+    stock AutoModelForSequenceClassification / ForTokenClassification / ForQuestionAnswering folder, checked
+    against polytask; heads a stock class cannot reproduce are refused with the reason."""
     try:
-        check_choice("--format", format, ("onnx",), "export format")
+        check_choice("--format", format, ("onnx", "hf"), "export format")
+        if format == "hf":
+            from polytask.hf_export import run_hf_export
+
+            if quantize is not None:
+                raise PolytaskError("--quantize applies to --format onnx only")
+            done = run_hf_export(checkpoint, task, output)
+            console.print(f"wrote {done.path}: task {task!r} as {done.auto_class}; largest relative difference "
+                          f"from polytask on sample texts {done.max_difference:.1e}", highlight=False)
+            for note in done.notes:
+                console.print(f"note: {note}", highlight=False, markup=False)
+            return
+        if task is not None:
+            raise PolytaskError("--task applies to --format hf (the ONNX graph holds every task)")
+        from polytask.export_cli import run_export
+
         run_export(checkpoint, output, quantize, split, console)
     except PolytaskError as exc:
         _fail(exc)
+
+
+@app.command()
+def push(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint folder (e.g. runs/x/best)")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repository, OWNER/NAME (created if missing)")],
+    private: Annotated[bool, typer.Option("--private", help="create the repository private")] = False,
+    revision: Annotated[Optional[str], typer.Option(help="branch to commit to (created if missing; default main)")
+                        ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files that would go up; no network")] = False,
+) -> None:
+    """Upload a checkpoint to the Hugging Face Hub in one commit, with its model card (README.md); the training
+    state of a last/ folder stays behind. Needs a token (`hf auth login` or HF_TOKEN)."""
+    from polytask.hub import plan_push, push as run_push
+
+    try:
+        plan = plan_push(checkpoint, repo_id)
+        if not dry_run:
+            url = run_push(checkpoint, repo_id, private=private, revision=revision)
+    except PolytaskError as exc:
+        _fail(exc)
+    card = "" if plan.card is None else " (README.md: the model card, written for this repository)"
+    console.print(f"{'would upload' if dry_run else 'uploaded'} {len(plan.names)} files to {repo_id}{card}:",
+                  highlight=False)
+    for name in plan.names:
+        console.print(f"  {name}", highlight=False, markup=False)
+    if not dry_run:
+        console.print(f"done: {url}", highlight=False)
 
 
 @app.command()

@@ -9,10 +9,11 @@
     predictions + golds --metrics--> {metric: value}
     head output + targets --calibration_logits--> logits/targets pairs a temperature is fitted on (optional)
     one prediction --gate--> the answer users get under ``min_score`` (optional)
+    head --stock_head--> the head as a stock transformers head (optional; ``polytask export --format hf``)
 
 A task type is a class registered in ``TASKS`` under the name users write as ``type:``. Training, evaluation,
 ``Pipeline``, the server and ONNX export all go through these methods and the capabilities the class declares
-(``needs_words``, ``input_fields``, ``calibration_heads``, ``gate``); nothing branches on a type's name.
+(``needs_words``, ``input_fields``, ``calibration_heads``, ``gate``, ``stock_head``, ``hub_task``); nothing branches on a type's name.
 ``docs/python-api.md`` walks through writing one.
 """
 
@@ -34,6 +35,7 @@ from polytask.data.inputs import InputSpec
 from polytask.errors import DataError
 from polytask.registry import Registry
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated
+from polytask.tasks.stock import NotExportable, StockHead
 
 if TYPE_CHECKING:
     from polytask.config import DatasetConfig
@@ -128,6 +130,7 @@ class Task(ABC):
     needs_words: ClassVar[bool] = False  # the input group must map each word to its first sub-word (word_index)
     input_fields: ClassVar[dict[str, FieldSpec]] = {}  # the forward inputs this task collates (ONNX graph inputs)
     distillable: ClassVar[bool] = False  # soft_target() + "soft"/"teacher_weight" targets (polytask.tasks.distillation)
+    hub_task: ClassVar[str | None] = None  # its Hugging Face task tag (model cards: tags, model-index task type)
 
     def __init__(self, name: str, params: TaskParams) -> None:
         self.name, self.params = name, params
@@ -263,6 +266,12 @@ class Task(ABC):
         """A teacher's ``host_outputs`` for one example's features -> the soft target stored for distillation (only
         for task types that declare ``distillable``)."""
         raise NotImplementedError(f"task type {self.params.type!r} does not support distillation")
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        """This task's head as a stock ``transformers`` head (``polytask export --format hf``), or NotExportable
+        saying why it cannot be one (the default: the task type has none)."""
+        raise NotExportable(f"task {self.name!r} (type {self.params.type!r}): the task type has no stock Hugging "
+                            "Face class that reproduces its head")
 
     def describe(self) -> dict[str, Any]:
         """What /tasks and ``polytask list`` show: type, input kind and the label set."""

@@ -23,6 +23,7 @@ from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Lab
 from polytask.tasks.distillation import mixed_binary_cross_entropy, mixed_cross_entropy, teacher_weight
 from polytask.tasks.label_checks import check_fixed_labels, unseen_count
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
+from polytask.tasks.stock import StockHead, scaled, single_linear
 
 HEAD = "label"  # the one calibrated head
 
@@ -67,6 +68,7 @@ class Classification(LabelSetTask):
 
     Params: ClassVar[type[TaskParams]] = ClassificationParams
     distillable = True
+    hub_task = "text-classification"
     params: ClassificationParams
 
     @classmethod
@@ -200,6 +202,24 @@ class Classification(LabelSetTask):
     def soft_target(self, example: Example, features: Sequence[Feature], outputs: Sequence[Any]) -> np.ndarray:
         """A teacher's class probabilities for the example [C] (mean over its features)."""
         return np.mean(np.stack(outputs), axis=0).astype(np.float32)
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        """``AutoModelForSequenceClassification`` on the first token; the temperature folded into the classifier
+        (logits / T: the same argmax, and the stock probabilities are the calibrated ones polytask reports)."""
+        t = self.temperature(HEAD)
+        weight, bias = scaled(single_linear(head, self.name, self.params.head_hidden), 1.0 / t)
+        multi = self.params.multi_label
+        notes = [f"temperature {t:.4g} folded into the classifier (weights and bias / T): same argmax, and the "
+                 "stock probabilities are polytask's calibrated scores"] if t != 1.0 else []
+        if multi:
+            notes.append(f"multi-label: polytask predicts the labels whose sigmoid is above {self.params.threshold} "
+                         "(threshold); the stock class gives every label's probability, apply it yourself")
+        if self.params.min_score:
+            notes.append(f"min_score {self.params.min_score}: polytask answers no label below it; the stock class "
+                         "always answers, apply it yourself")
+        return StockHead("AutoModelForSequenceClassification", "first_token", weight, bias, list(self.labels),
+                         "multi_label_classification" if multi else "single_label_classification",
+                         "sigmoid" if multi else "softmax", notes=notes)
 
     # -- outputs -----------------------------------------------------------------------------------------------------
     def host_outputs(self, output: Output) -> list[Any]:

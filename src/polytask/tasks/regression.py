@@ -20,6 +20,7 @@ from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import TASKS, BatchShape, Encoded, Fields, Output, Task, TaskBatch, TaskParams, mlp_head
 from polytask.tasks.distillation import mixed_squared_error, teacher_weight
+from polytask.tasks.stock import StockHead, scaled, single_linear
 
 
 class RegressionParams(TaskParams):
@@ -53,6 +54,7 @@ class Regression(Task):
 
     Params: ClassVar[type[TaskParams]] = RegressionParams
     distillable = True
+    hub_task = "text-classification"  # the Hub files regression (STS-B) under text classification
     params: RegressionParams
 
     def __init__(self, name: str, params: RegressionParams) -> None:
@@ -118,6 +120,15 @@ class Regression(Task):
         if not keep.any():
             return None
         return F.mse_loss(output[keep, 0].float(), target[keep])
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        """``AutoModelForSequenceClassification`` with one output (problem_type regression); the label scale
+        (value * std + mean) folded into the regressor, so the stock output is the value polytask reports."""
+        weight, bias = scaled(single_linear(head, self.name, self.params.head_hidden), self.std, self.mean)
+        notes = [f"label scale folded into the regressor (output * {self.std:.4g} + {self.mean:.4g})"] \
+            if (self.std, self.mean) != (1.0, 0.0) else []
+        return StockHead("AutoModelForSequenceClassification", "first_token", weight, bias, [self.name],
+                         "regression", "none", notes=notes)
 
     def host_outputs(self, output: Output) -> list[Any]:
         """Values on the label scale, one float per feature."""

@@ -31,6 +31,7 @@ from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Fie
 from polytask.tasks.label_checks import unseen_count
 from polytask.tasks.relation_metrics import semeval_scores
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
+from polytask.tasks.stock import NotExportable, StockHead
 
 if TYPE_CHECKING:
     from polytask.config import DatasetConfig
@@ -86,6 +87,7 @@ class RelationClassification(LabelSetTask):
     Params: ClassVar[type[TaskParams]] = RelationClassificationParams
     input_fields = {"e1_mask": FieldSpec(("batch", "tokens"), "float32"),
                     "e2_mask": FieldSpec(("batch", "tokens"), "float32")}
+    hub_task = "text-classification"
     params: RelationClassificationParams
 
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
@@ -132,6 +134,12 @@ class RelationClassification(LabelSetTask):
         """-> logits [B, C] from the pooled vector and the two entities' mean token vectors."""
         tokens = encoded.tokens
         return head(encoded.pooled, span_mean(tokens, inputs["e1_mask"]), span_mean(tokens, inputs["e2_mask"]))
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        raise NotExportable(f"task {self.name!r} (relation_classification): its R-BERT head reads the mean token "
+                            "vectors of the two marked entities besides the sentence vector; no stock transformers "
+                            "class reads entity spans, so it cannot be exported (use the ONNX export, which holds "
+                            "every head)")
 
     def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         logits, target = self.calibration_logits(output, targets)[HEAD]  # the labelled rows

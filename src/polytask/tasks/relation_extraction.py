@@ -34,6 +34,7 @@ from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Out
                                  TaskParams, label_index, masked_pairs, mlp_head, padded, softmax)
 from polytask.tasks.relation_metrics import relation_extraction_scores
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_items
+from polytask.tasks.stock import NotExportable, StockHead
 from polytask.tasks.token_classification import OUTSIDE, bio_spans, bio_tag_set, decode_words, word_span
 
 NO_RELATION = "none"
@@ -74,6 +75,7 @@ class RelationExtraction(Task):
 
     Params: ClassVar[type[TaskParams]] = RelationExtractionParams
     needs_words = True
+    hub_task = "token-classification"
     params: RelationExtractionParams
 
     def __init__(self, name: str, params: RelationExtractionParams) -> None:
@@ -222,6 +224,11 @@ class RelationExtraction(Task):
         loss = F.cross_entropy(tags, tag_target)
         pairs, pair_target = labelled[RELATIONS]
         return loss + F.cross_entropy(pairs, pair_target) if len(pair_target) else loss
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        raise NotExportable(f"task {self.name!r} (relation_extraction): its biaffine head scores every pair of "
+                            "words; no stock transformers class has a pair scorer, so it cannot be exported (use "
+                            "the ONNX export, which holds every head)")
 
     def calibration_heads(self) -> dict[str, CalibrationKind]:
         return {ENTITIES: "softmax", RELATIONS: "softmax"}

@@ -31,6 +31,7 @@ from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, FieldSpec, Output, Task, TaskBatch,
                                  TaskParams, mlp_head)
 from polytask.tasks.qa_metrics import normalize_answer, squad_scores
+from polytask.tasks.stock import StockHead, scaled, single_linear
 
 if TYPE_CHECKING:
     from polytask.config import DatasetConfig
@@ -73,6 +74,7 @@ class SpanQA(Task):
 
     Params: ClassVar[type[TaskParams]] = SpanQAParams
     input_fields = {"allowed": FieldSpec(("batch", "tokens"), "float32")}
+    hub_task = "question-answering"
     params: SpanQAParams
 
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
@@ -144,6 +146,16 @@ class SpanQA(Task):
         blocked = inputs["allowed"] <= 0
         return {"start": logits[..., 0].masked_fill(blocked, MASKED),
                 "end": logits[..., 1].masked_fill(blocked, MASKED)}
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        """``AutoModelForQuestionAnswering``: the same start/end linear layer on every token. The stock class does
+        not mask positions outside the context: its logits equal polytask's on the context tokens."""
+        weight, bias = scaled(single_linear(head, self.name, self.params.head_hidden))
+        notes = ["start/end logits equal polytask's on the context tokens; the stock class leaves the question "
+                 "tokens unmasked and decoding (windows, n_best, max_answer_length "
+                 f"{self.params.max_answer_length}) to the caller, e.g. a transformers question-answering pipeline"]
+        return StockHead("AutoModelForQuestionAnswering", "tokens", weight, bias, ["start", "end"], None, "none",
+                         outputs={"start": "start_logits", "end": "end_logits"}, notes=notes)
 
     def loss(self, output: Output, targets: dict[str, torch.Tensor]) -> torch.Tensor | None:
         assert isinstance(output, dict)

@@ -24,6 +24,7 @@ from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Lab
 from polytask.tasks.distillation import mixed_cross_entropy, teacher_weight
 from polytask.tasks.label_checks import check_fixed_labels, unseen_count
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_items
+from polytask.tasks.stock import StockHead, scaled, single_linear
 
 OUTSIDE = "O"
 HEAD = "tags"  # the one calibrated head: the tag of each word
@@ -106,6 +107,7 @@ class TokenClassification(LabelSetTask):
     Params: ClassVar[type[TaskParams]] = TokenClassificationParams
     needs_words = True
     distillable = True
+    hub_task = "token-classification"
     params: TokenClassificationParams
 
     def __init__(self, name: str, params: TaskParams) -> None:
@@ -210,6 +212,20 @@ class TokenClassification(LabelSetTask):
         """Each labelled word (one with a token) is an entry: logits [N, C], tag indices [N]."""
         assert isinstance(output, torch.Tensor)
         return {HEAD: masked_pairs(output, targets["target"])}
+
+    def stock_head(self, head: nn.Module) -> StockHead:
+        """``AutoModelForTokenClassification``: the same linear layer on every token; polytask reads each word's
+        first sub-word, so the stock logits at those tokens are polytask's (temperature folded in)."""
+        t = self.temperature(HEAD)
+        weight, bias = scaled(single_linear(head, self.name, self.params.head_hidden), 1.0 / t)
+        notes = ["the stock class tags every sub-word; polytask tags each word by its first sub-word: use "
+                 "aggregation_strategy='first' in a transformers pipeline"]
+        if t != 1.0:
+            notes.append(f"temperature {t:.4g} folded into the classifier (weights and bias / T)")
+        if self.params.min_score:
+            notes.append(f"min_score {self.params.min_score}: polytask drops spans below it; apply it yourself")
+        return StockHead("AutoModelForTokenClassification", "tokens", weight, bias, list(self.labels), None, "none",
+                         notes=notes)
 
     def host_outputs(self, output: Output) -> list[Any]:
         """Per-word logits / temperature [W, C] per feature (decoding takes their softmax)."""
