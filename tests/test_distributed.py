@@ -24,7 +24,8 @@ TOLERANCE = 0.02  # on each task's primary metric; both runs reach ~1.0 on the t
 
 
 def launch(processes: int, config: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # (MLflow: the run's own store)
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            str(DRIVER), str(config), str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
@@ -63,23 +64,49 @@ def test_two_processes_with_a_loss_weighting_match_one(tiny_encoder: str, toy_da
         assert abs(primary(ranks[0]["validation"])[task] - value) <= TOLERANCE, (task, ranks[0], alone)
 
 
-def test_two_processes_with_a_gradient_method_resume_exactly(tiny_encoder: str, toy_data: Path,
-                                                             tmp_path: Path) -> None:
+def test_two_processes_with_a_gradient_method_resume_exactly(tiny_encoder: str, toy_data: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """PCGrad (per-task Jacobians averaged over processes before aggregation), every-task steps, no validation
-    split (best/ is written by one process and read by both only after a barrier)."""
-    cfg = scenario(toy_data, tiny_encoder, tmp_path / "a", 8, train={"max_steps": 12, "step_mode": "every_source"},
+    split (best/ is written by one process and read by both only after a barrier); the experiment trackers that are
+    installed log once, from the main process."""
+    from polytask.trackers import TRACKERS
+
+    trackers = [name for name in ("tensorboard", "mlflow") if TRACKERS.get(name).available()]
+    cfg = scenario(toy_data, tiny_encoder, tmp_path / "a", 8, train={"max_steps": 12, "step_mode": "every_source",
+                                                                     "report_to": trackers},
                    gradients={"name": "pcgrad"})
     for ds in cfg["datasets"].values():
         ds.pop("validation", None)
     straight = launch(2, write_yaml(tmp_path / "a.yaml", cfg), tmp_path / "res-a")
     assert straight[0]["weights"] == straight[1]["weights"] and {r["steps"] for r in straight} == {12}
     assert straight[0]["validation"] is None and (tmp_path / "a" / "best" / "model.safetensors").is_file()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads a file store only when told to
+    logged_once(tmp_path / "a", trackers)
     cfg["train"]["output_dir"] = str(tmp_path / "b")
     resumed_cfg = write_yaml(tmp_path / "b.yaml", cfg)
     first = launch(2, resumed_cfg, tmp_path / "res-b1", "--stop-after", "5")
     assert {r["steps"] for r in first} == {5}
     resumed = launch(2, resumed_cfg, tmp_path / "res-b2", "--resume", str(tmp_path / "b" / "last"))
     assert resumed[0]["weights"] == resumed[1]["weights"] == straight[0]["weights"], "resume must continue exactly"
+
+
+def logged_once(out: Path, trackers: list[str]) -> None:
+    """One process logged: one TensorBoard event file with the training loss (the hyperparameters go to a
+    sub-folder), one MLflow run. A second process logging would add its own file and its own run."""
+    if "tensorboard" in trackers:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        files = list((out / "tensorboard").glob("events.out.tfevents.*"))
+        assert len(files) == 1, files
+        events = EventAccumulator(str(files[0]))
+        events.Reload()
+        assert [e.step for e in events.Scalars("train/loss/intent")] == [5, 10, 12]
+    if "mlflow" in trackers:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
+        runs = client.search_runs([client.get_experiment_by_name("polytask").experiment_id])
+        assert len(runs) == 1 and "test/sentiment/accuracy" in runs[0].data.metrics, runs
 
 
 def test_a_launch_that_silently_runs_alone_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -199,7 +199,8 @@ def task_type_not_registered(c: Ctx):
     config["tasks"]["t"]["params"]["type"] = "my_plugin_task"
     (ckpt / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return (["evaluate", str(ckpt)], ["task 't' has type 'my_plugin_task', which is not registered",
-                                      "import the module that registers it", "available: classification"])
+                                      "available: classification", "load a plugin with `polytask --code FILE.py|MODULE",
+                                      "entry point group 'polytask.plugins'"])
 
 
 @case("calibrate")

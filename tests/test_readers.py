@@ -48,7 +48,9 @@ def test_unknown_format_lists_the_formats(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError) as info:
         read_rows("xlsx", write(tmp_path / "a.xlsx", "x"))
     assert str(info.value) == ("unknown data format 'xlsx'; available: conll, csv, hf, jointbert, jsonl, lines, "
-                               "semeval, spert, squad, tsv")
+                               "semeval, spert, squad, tsv; load a plugin with `polytask --code FILE.py|MODULE "
+                               "COMMAND ...` (in Python: import its module first), or install the package that "
+                               "provides it (entry point group 'polytask.plugins')")
 
 
 @pytest.mark.parametrize(("options", "message"), [

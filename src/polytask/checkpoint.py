@@ -177,6 +177,8 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def model_config(model) -> dict[str, Any]:
+    from polytask.plugins import used_plugins
+
     return {
         "format": "polytask",
         "version": FORMAT_VERSION,
@@ -186,6 +188,8 @@ def model_config(model) -> dict[str, Any]:
         "tasks": {name: {"params": task.params.model_dump(mode="json"), "state": task.saved_state(),
                          "input": task.input.to_dict() if task.input is not None else None}
                   for name, task in model.tasks.items()},
+        # plugins (not built in) the tasks or the run used, and where from: named when a load misses one
+        "plugins": used_plugins(dict(model.tasks), model.run_config),
     }
 
 
@@ -289,6 +293,24 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
+def saved_run_config(path: str | Path, run_config: dict[str, Any], check_files: bool = True) -> Any:
+    """A checkpoint's ``run_config.yaml`` (as loaded in ``model.run_config``) validated to a RunConfig (its encoder
+    folder not checked: the weights are the checkpoint's). A problem such as a plugin sampler or data format not
+    loaded now is a ConfigError that also says which plugins the checkpoint was saved with, and where from."""
+    from polytask.config import validate_config
+    from polytask.errors import ConfigError
+    from polytask.plugins import saved_plugins_note
+
+    try:
+        return validate_config(run_config, source=f"{path}/run_config.yaml", check_encoder=False,
+                               check_files=check_files)
+    except ConfigError as exc:
+        saved = saved_plugins_note(read_config(path))
+        if saved is None:
+            raise
+        raise ConfigError(exc.source, exc.problems, "\n".join(filter(None, (exc.note, saved)))) from None
+
+
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state, strict=True)``, with a mismatch told as which tensors differ and how (the
     model was built from a config or data whose label sets, tasks or encoder differ from the saved ones)."""
@@ -310,16 +332,20 @@ def load_tasks(config: dict[str, Any]) -> dict[str, Any]:
     """The tasks of a checkpoint's config.json, with their label spaces and input specs (no weights)."""
     from polytask.data.input_specs import TextInput
     from polytask.data.inputs import spec_from_dict
+    from polytask.plugins import HOW_TO_PROVIDE
     from polytask.tasks import TASKS, build_task
 
     tasks = {}
     for name, entry in config["tasks"].items():
         kind = entry["params"]["type"]
-        if kind not in TASKS:  # a plugin type: its module registers it on import, and nothing imported it
-            raise UnknownNameError("task type", kind, TASKS.names(), message=(
-                f"the checkpoint's task {name!r} has type {kind!r}, which is not registered; import the module "
-                "that registers it (it must be importable) before loading the checkpoint"))
-        params = TASKS.get(kind).Params.model_validate(entry["params"])
+        try:
+            task_type = TASKS.get(kind)  # (a name not registered loads the installed plugin packages first)
+        except UnknownNameError as exc:  # a plugin type whose module nothing imported
+            saved = (config.get("plugins") or {}).get(f"task type {kind!r}")
+            raise UnknownNameError("task type", kind, exc.available, hint=HOW_TO_PROVIDE, message=(
+                f"the checkpoint's task {name!r} has type {kind!r}, which is not registered (a plugin's task type"
+                + (f"; the checkpoint was saved with it loaded from {saved})" if saved else ")"))) from None
+        params = task_type.Params.model_validate(entry["params"])
         task = build_task(name, params)
         task.restore_state(entry["state"])
         spec = entry.get("input")

@@ -42,6 +42,24 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+@app.callback()
+def _global_options(
+    code: Annotated[Optional[list[str]], typer.Option(
+        "--code", metavar="FILE.py|MODULE",
+        help="import this Python file or module first, so the task types, samplers, weightings, gradient methods, "
+             "data formats, input specs or trackers it registers can be used (in configs and in the checkpoints "
+             "loaded); repeatable; give it before the command: polytask --code my_plugins.py train CONFIG. "
+             "Installed packages with a 'polytask.plugins' entry point are loaded always")] = None,
+) -> None:
+    """Train one Transformer encoder on many NLP tasks; evaluate, predict and serve them together."""
+    from polytask.plugins import load_plugins
+
+    try:
+        load_plugins(code)
+    except PolytaskError as exc:
+        _fail(exc)
+
+
 @app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="run config YAML")],
@@ -81,7 +99,8 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="continue from a 'last' checkpoint folder")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="hide the progress bar")] = False,
 ) -> None:
-    """Train every task of CONFIG jointly; writes OUTPUT_DIR/best (model) and OUTPUT_DIR/last (resumable)."""
+    """Train every task of CONFIG jointly; writes OUTPUT_DIR/best (model), OUTPUT_DIR/last (resumable) and
+    OUTPUT_DIR/metrics.jsonl, and logs to the experiment trackers of train.report_to (tensorboard, mlflow, ...)."""
     from polytask.config import load_config
     from polytask.tables import results_table
     from polytask.train import train as run_training
@@ -542,24 +561,29 @@ def demo(
 
 @app.command("list")
 def list_plugins() -> None:
-    """List the registered task types, input specs, samplers, loss weightings, gradient methods, data formats."""
+    """List the registered task types, input specs, samplers, loss weightings, gradient methods, data formats and
+    experiment trackers, with where each comes from (built-in, or the plugin module that registered it)."""
     from polytask.data import input_specs  # noqa: F401  (registers the built-in input specs)
     from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
     from polytask.gradients import GRADIENT_METHODS
+    from polytask.plugins import origin
     from polytask.sampling import SAMPLERS
     from polytask.tasks import TASKS
+    from polytask.trackers import TRACKERS
     from polytask.weighting import WEIGHTINGS
 
     for title, registry in (("task types", TASKS), ("input specs", INPUTS), ("samplers", SAMPLERS),
                             ("loss weightings", WEIGHTINGS), ("gradient methods", GRADIENT_METHODS),
-                            ("data formats", READERS)):
+                            ("data formats", READERS), ("experiment trackers (train.report_to)", TRACKERS)):
         table = Table(title=title)
         table.add_column("name")
         table.add_column("description")
+        table.add_column("from")
         for name, item in registry.items():
             doc = " ".join((getattr(item, "__doc__", None) or "").strip().split("\n\n")[0].split())
-            table.add_row(name, escape(doc))  # the first paragraph; docstrings may hold "[E1]": not rich markup
+            # the first paragraph; docstrings may hold "[E1]": not rich markup
+            table.add_row(name, escape(doc), escape(origin(item)))
         console.print(table)
 
 

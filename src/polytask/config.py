@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from polytask.config_rules import (drop_switched_params, encoder_problems, expand_shorthands, mapping_problem,
                                    metric_problems, non_finite_problems)
 from polytask.errors import ConfigError
+from polytask.plugins import with_hint_once
 from polytask.registry import Registry, UnknownNameError
 
 log = logging.getLogger("polytask")
@@ -120,6 +121,13 @@ class TrainConfig(_Strict):
     num_threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True
+    # experiment trackers fed besides metrics.jsonl (polytask.trackers): [] none, else e.g. [tensorboard, mlflow]
+    report_to: list[str] = Field(default_factory=list)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # `report_to: tensorboard` is a list of one
 
 
 class EvaluationConfig(_Strict):
@@ -351,6 +359,7 @@ def validate_config(
         for msg in getattr(cls, "check", lambda *_: [])(params, list(typed_tasks)):
             problems.append(f"{kind}: {msg}")
 
+    problems.extend(_tracker_problems(data.get("train")))
     evaluation = data.get("evaluation")
     metric = evaluation.get("metric", "mean") if isinstance(evaluation, dict) else "mean"
     problems.extend(metric_problems(str(metric), typed_tasks, datasets))
@@ -360,15 +369,27 @@ def validate_config(
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc))
     if run is None:
-        raise ConfigError(source, _without_repeats(problems, non_finite))
+        raise ConfigError(source, *with_hint_once(_without_repeats(problems, non_finite)))
     run.tasks, run.datasets = typed_tasks, datasets
 
     if check_encoder:
         problems.extend(encoder_problems(run.encoder, typed_tasks))
     problems.extend(_check_training_start(run))
     if problems:
-        raise ConfigError(source, _without_repeats(problems, non_finite))
+        raise ConfigError(source, *with_hint_once(_without_repeats(problems, non_finite)))
     return run
+
+
+def _tracker_problems(train: Any) -> list[str]:
+    """``train.report_to``'s names: known trackers, installed (read from the raw mapping, so these are reported
+    together with the schema's problems)."""
+    from polytask.trackers import tracker_problems
+
+    names = train.get("report_to") if isinstance(train, dict) else None
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return []  # not a list of names: the schema says so
+    return tracker_problems(names)
 
 
 FREEZE = re.compile(r"embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")

@@ -49,10 +49,10 @@ class DataError(PolytaskError, ValueError):
 class ConfigError(PolytaskError, ValueError):
     """One or more problems in a config file; ``problems`` lists all of them, each as 'path.to.key: message'."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source, self.problems = source, problems
+    def __init__(self, source: str, problems: list[str], note: str | None = None) -> None:
+        self.source, self.problems, self.note = source, problems, note
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the config:\n{lines}")
+        super().__init__(f"{source}: {len(problems)} problem(s) in the config:\n{lines}" + (f"\n{note}" if note else ""))
 
 
 class OptionError(PolytaskError, ValueError):

@@ -200,8 +200,8 @@ def load_checkpoint_data(path: str | Path, split: str, config: str | Path | None
     featurised with the checkpoint's tokenizer and label spaces; with ``tasks``, only the datasets of those tasks
     are read. A label the checkpoint never saw is reported as an error, not skipped, unless the config's task says
     ``unseen_labels: count_as_wrong`` (then it is scored as wrong and counted)."""
-    from polytask.checkpoint import load_model
-    from polytask.config import SPLITS, load_config, validate_config
+    from polytask.checkpoint import load_model, saved_run_config
+    from polytask.config import SPLITS, load_config
     from polytask.data.loading import load_data
     from polytask.errors import PolytaskError, check_choice
 
@@ -210,7 +210,7 @@ def load_checkpoint_data(path: str | Path, split: str, config: str | Path | None
     if config is not None:
         cfg = load_config(config, check_encoder=False)
     elif model.run_config is not None:
-        cfg = validate_config(model.run_config, source=f"{path}/run_config.yaml", check_encoder=False)
+        cfg = saved_run_config(path, model.run_config)
     else:
         raise PolytaskError(f"{path}: the checkpoint has no run_config.yaml; pass --config with the data to use")
     if tasks is not None:

@@ -40,7 +40,7 @@ def run_export(checkpoint: Path, output: Path | None, quantize: str | None, spli
     if int8_path is None:
         return
     try:
-        data = _data(model, split)
+        data = _data(model, split, checkpoint)
     except PolytaskError as exc:
         console.print(f"[yellow]int8 accuracy not measured: {exc}[/]")
         return
@@ -59,13 +59,13 @@ def run_export(checkpoint: Path, output: Path | None, quantize: str | None, spli
     console.print(acc)
 
 
-def _data(model, split: str):
-    from polytask.config import validate_config
+def _data(model, split: str, checkpoint: Path):
+    from polytask.checkpoint import saved_run_config
     from polytask.data.loading import load_data
 
     if model.run_config is None:
         raise PolytaskError("the checkpoint has no run_config.yaml")
-    cfg = validate_config(model.run_config, check_encoder=False)
+    cfg = saved_run_config(checkpoint, model.run_config)
     data = load_data(cfg, model.tokenizer, splits=(split,), tasks=dict(model.tasks))
     if not data.splits.get(split):
         raise PolytaskError(f"no {split!r} split in the checkpoint's data")

@@ -18,13 +18,18 @@ class UnknownNameError(PolytaskError, KeyError):
     """Raised when a registry is asked for a name it does not hold. A PolytaskError (the CLI prints it without a
     traceback) and still a KeyError, for callers that caught it as one."""
 
-    def __init__(self, kind: str, name: str, available: list[str], message: str | None = None) -> None:
+    def __init__(self, kind: str, name: str, available: list[str], message: str | None = None,
+                 hint: str | None = None) -> None:
         self.kind, self.name, self.available = kind, name, available
         listed = f"available: {', '.join(available) or '(none)'}"
-        super().__init__(f"{message}; {listed}" if message else f"unknown {kind} {name!r}; {listed}")
+        super().__init__(f"{message or f'unknown {kind} {name!r}'}; {listed}" + (f"; {hint}" if hint else ""))
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.args[0]
+
+
+def _module(item: object) -> str:
+    return getattr(item, "__module__", None) or repr(item)
 
 
 class Registry(Generic[T]):
@@ -39,15 +44,22 @@ class Registry(Generic[T]):
 
         def add(item: T) -> T:
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ValueError(f"{self.kind} {name!r} is registered twice (first by {_module(self._items[name])}, "
+                                 f"again by {_module(item)}): a plugin needs a name of its own")
             self._items[name] = item
             return item
 
         return add
 
     def get(self, name: str) -> T:
+        """The plugin registered as ``name``. A name not found loads the installed plugin packages (entry points)
+        once and looks again; still unknown, it is an UnknownNameError listing the names and how to add one."""
         if name not in self._items:
-            raise UnknownNameError(self.kind, name, self.names())
+            from polytask.plugins import HOW_TO_PROVIDE, load_entry_points
+
+            load_entry_points()
+            if name not in self._items:
+                raise UnknownNameError(self.kind, name, self.names(), hint=HOW_TO_PROVIDE)
         return self._items[name]
 
     def names(self) -> list[str]:

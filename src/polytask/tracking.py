@@ -1,4 +1,5 @@
-"""Where training numbers go: a JSONL file (always), TensorBoard (when installed), and a progress bar."""
+"""Where training numbers go: a JSONL file (always), the experiment trackers of ``train.report_to`` (through
+HF Accelerate, see polytask.trackers), and a progress bar."""
 
 from __future__ import annotations
 
@@ -11,47 +12,44 @@ import time
 from pathlib import Path
 from typing import Any
 
+from polytask.trackers import scalars
+
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl``: one JSON object per line, ``{"type": "train"|"eval", "step": N, ...}``."""
+    """Append-only ``metrics.jsonl``: one JSON object per line, ``{"type": "train"|"eval", "step": N, ...}``; its
+    numbers also go to the trackers the ``accelerator`` was built with (``accelerator.log``, main process only).
 
-    def __init__(self, output_dir: Path, enabled: bool = True) -> None:
+    ``enabled`` False (the other processes of a multi-process run) writes nothing."""
+
+    def __init__(self, output_dir: Path, enabled: bool = True, accelerator: Any = None) -> None:
         self.path = output_dir / "metrics.jsonl"
         self.enabled = enabled
-        self._tb = None
+        self._accelerator = accelerator
         if enabled:
             output_dir.mkdir(parents=True, exist_ok=True)
-            try:  # optional: only when the tensorboard package is installed
-                from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(output_dir / "tensorboard"))
-            except Exception:  # noqa: BLE001  (ImportError, or a broken optional install: JSONL still works)
-                self._tb = None
+    def start_trackers(self, hyperparameters: dict[str, Any]) -> None:
+        """Start the accelerator's trackers (``init_trackers``: a run per tracker, with the run's settings)."""
+        if self.enabled and self._accelerator is not None and self._accelerator.log_with:
+            from polytask.trackers import PROJECT
+
+            self._accelerator.init_trackers(PROJECT, config=hyperparameters)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if self._tb is not None:
-            for key, value in _flatten(record).items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self._tb.add_scalar(f"{record['type']}/{key}", value, record["step"])
+        if self._accelerator is not None and self._accelerator.trackers:
+            self._accelerator.log(scalars(record), step=record["step"])
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-
-
-def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in record.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-        else:
-            out[key] = v
-    return out
+        """End the trackers' runs (files flushed, runs marked finished); a second call does nothing. Not
+        ``accelerator.end_training()``: that also ends the process group, which evaluation still uses."""
+        if self._accelerator is not None:
+            trackers, self._accelerator.trackers = list(self._accelerator.trackers), []
+            for tracker in trackers:
+                tracker.finish()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from polytask.evaluate import aggregate, evaluate, fit_calibration
 from polytask.gradients import build_gradient_method
 from polytask.model import MultiTaskModel
 from polytask.sampling import Progress, SourceScheduler, build_sampler
+from polytask.trackers import build_trackers, hyperparameters
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
 from polytask.training.affinity import measure_affinity
 from polytask.training.distributed import gather_states, make_accelerator, rng_state, shard_of
@@ -111,6 +112,16 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
           show_progress: bool | None = None) -> TrainResult:
     """Train per ``cfg``; ``resume`` continues from a ``last`` checkpoint; ``stop_after`` ends the run after that
     many steps (as an interruption would, without the final evaluation)."""
+    logs: list[MetricsLog] = []
+    try:
+        return _train(cfg, resume, stop_after, show_progress, logs)
+    finally:  # also when training fails: the trackers' runs end (an MLflow run left open blocks the next one)
+        for metrics_log in logs:
+            metrics_log.close()
+
+
+def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, show_progress: bool | None,
+           logs: list[MetricsLog]) -> TrainResult:
     from transformers import get_scheduler
 
     t, ev = cfg.train, cfg.evaluation
@@ -121,8 +132,8 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     seed_everything(t.seed)
-    accelerator = make_accelerator(t.precision)
     out_dir = Path(t.output_dir)
+    accelerator = make_accelerator(t.precision, build_trackers(t.report_to, out_dir))
     main, world = accelerator.is_main_process, accelerator.num_processes
 
     # -- data, model, objective ------------------------------------------------------------------------------------
@@ -183,10 +194,12 @@ def train(cfg: RunConfig, resume: str | Path | None = None, stop_after: int | No
                       shared=[p for p in core.encoder.parameters() if p.requires_grad],
                       shared_layer=last_shared_layer(core.encoder) if objective.weighting.reads_shared_layer else [],
                       grad_clip=t.grad_clip)
-    metrics_log = MetricsLog(out_dir, enabled=main)
+    metrics_log = MetricsLog(out_dir, enabled=main, accelerator=accelerator)
+    logs.append(metrics_log)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        metrics_log.start_trackers(hyperparameters(cfg.model_dump(mode="json")))
         log.info("training %d tasks from %d input groups for %d steps (%d per epoch, step mode %s, %d process%s), "
                  "%s parameters", len(data.tasks), len(train_splits), total_steps, steps_per_epoch, t.step_mode,
                  world, "es" if world > 1 else "", f"{core.num_parameters():,}")

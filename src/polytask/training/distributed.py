@@ -32,9 +32,10 @@ def check_launch() -> None:
             "`accelerate launch --multi_gpu --num_processes N -m polytask.cli train CONFIG`.")
 
 
-def make_accelerator(precision: str) -> Any:
+def make_accelerator(precision: str, log_with: list[Any] | None = None) -> Any:
     """An Accelerator for ``precision`` (fp32/bf16) that runs DDP on CPUs too (gloo) when launched by torchrun, with
-    unused parameters allowed (a step trains the heads of the tasks it sees, not the others).
+    unused parameters allowed (a step trains the heads of the tasks it sees, not the others). ``log_with``:
+    Accelerate tracker objects (polytask.trackers), started and fed on the main process only.
 
     Accelerate keeps its settings in a process-wide singleton; a second run in the same process (baselines,
     benchmarks, notebooks) with another precision must reset it. The process group (PartialState) is kept."""
@@ -46,7 +47,7 @@ def make_accelerator(precision: str) -> Any:
     if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mixed:
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
-    accelerator = Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available(),
+    accelerator = Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available(), log_with=log_with or None,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     kind = str(accelerator.distributed_type).rsplit(".", 1)[-1]
     if kind in ("FSDP", "DEEPSPEED", "MEGATRON_LM", "XLA"):

@@ -24,11 +24,11 @@ from polytask.errors import ConfigError, PolytaskError
 
 log = logging.getLogger("polytask")
 
-# may differ between the run and its resumption: output place, display and evaluation batching (no effect on
-# the weights). Anything else (data, tasks, encoder, batch size, seed, sampler, weighting, gradients, step_mode,
+# may differ between the run and its resumption: output place, display, evaluation batching and experiment
+# trackers (no effect on the weights). Anything else (data, tasks, encoder, batch size, seed, sampler, weighting, gradients, step_mode,
 # grad_accum, precision, lr, epochs / max_steps, which shape the LR schedule...) is refused.
 SAFE_KEYS = ("train.output_dir", "train.progress_bar", "train.log_every", "train.num_threads",
-             "train.eval_batch_size")
+             "train.eval_batch_size", "train.report_to")
 _ABSENT = "(absent)"
 
 
