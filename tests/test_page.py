@@ -75,7 +75,7 @@ def test_read_metrics(tmp_path: Path) -> None:
 # in Chromium
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: set up before the session-scoped models, so a skip trains nothing
 def browser() -> Iterator[Any]:
     try:
         from selenium import webdriver
@@ -177,7 +177,7 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def toy(trained, browser) -> Iterator[tuple[Page, Pipeline, dict[str, Any]]]:
+def toy(browser, trained) -> Iterator[tuple[Page, Pipeline, dict[str, Any]]]:
     """Intent + slots + sentiment + multi-label topics on texts, similarity on pairs: one server for the module."""
     best = trained[1].best_dir
     pipe, metrics = Pipeline.from_pretrained(best), read_metrics(best)
@@ -277,7 +277,7 @@ def test_user_text_never_becomes_markup(toy) -> None:
 
 
 @pytest.fixture(scope="module")
-def qa_page(trained_qa_relations, browser) -> Iterator[Page]:
+def qa_page(browser, trained_qa_relations) -> Iterator[Page]:
     """Span QA on pairs, relation classification on marked entities, relation extraction + sentiment on texts."""
     best = trained_qa_relations[1].best_dir
     with served(create_app(Pipeline.from_pretrained(best), metrics=read_metrics(best))) as base:
