@@ -165,3 +165,16 @@ def trained(tiny_encoder: str, toy_data: Path, tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("run")
     cfg_path = write_yaml(out / "run.yaml", toy_config(toy_data, tiny_encoder, out / "out", epochs=3))
     return cfg_path, train(load_config(cfg_path))
+
+
+@pytest.fixture(scope="session")
+def trained_qa_relations(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory):
+    """(raw config, TrainResult) of a joint run of span QA, relation classification, relation extraction and
+    sentiment (``toydata.qa_relations_config``; shared by test_qa_relations and the page test)."""
+    from polytask.config import validate_config
+    from polytask.train import train
+    from toydata import qa_relations_config
+
+    root = tmp_path_factory.mktemp("qa-rel")
+    raw = qa_relations_config(root, tiny_encoder, root / "out")
+    return raw, train(validate_config(raw))

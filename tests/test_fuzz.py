@@ -151,7 +151,7 @@ def test_schemathesis_finds_no_server_error(api) -> None:
     checks = [schemathesis.checks.not_a_server_error, status_code_conformance, content_type_conformance,
               response_schema_conformance, negative_data_rejection]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.label for op in operations} == {"GET /health", "GET /tasks", "POST /predict"}
+    assert {op.label for op in operations} == {"GET /health", "GET /tasks", "GET /info", "POST /predict"}
     for operation in operations:
         @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())

@@ -18,8 +18,8 @@ from polytask.errors import DataError
 from polytask.inference import Pipeline
 from polytask.train import train
 
-from conftest import make_sentiment_csv, write_yaml
-from toydata import make_semeval, make_spert, make_squad
+from conftest import write_yaml
+from toydata import qa_relations_config as config
 
 QUESTION = "where is the weather"
 # 3 filler words before the sentence, as in the training contexts
@@ -28,37 +28,9 @@ MARKED = "the <e1>cat</e1> in the <e2>dog</e2> was great ."
 SENTENCE = "sting lives in oslo ."
 
 
-def config(root: Path, encoder: str, out: Path, **train_keys: Any) -> dict[str, Any]:
-    for split, n, seed in (("train", 160, 1), ("dev", 40, 2), ("test", 40, 3)):
-        make_squad(root / f"qa_{split}.json", n, seed)
-        make_semeval(root / f"rel_{split}.txt", n, seed, start_id=1000 * seed)
-        make_spert(root / f"re_{split}.json", n, seed)
-        make_sentiment_csv(root / f"sent_{split}.csv", n, seed)
-
-    def files(prefix: str, suffix: str) -> dict[str, str]:
-        return {s: str(root / f"{prefix}_{f}{suffix}") for s, f in (("train", "train"), ("validation", "dev"),
-                                                                     ("test", "test"))}
-
-    return {
-        "encoder": {"name": encoder, "max_length": 48},
-        "datasets": {"qa": {"format": "squad", "text": "question", "text_pair": "context", **files("qa", ".json")},
-                     "rel": {"format": "semeval", **files("rel", ".txt")},
-                     "re": {"format": "spert", "text": "tokens", **files("re", ".json")},
-                     "sent": {"format": "csv", "text": "sentence", **files("sent", ".csv")}},
-        "tasks": {"qa": {"type": "span_qa", "dataset": "qa", "doc_stride": 16},
-                  "relation": {"type": "relation_classification", "dataset": "rel"},
-                  "joint": {"type": "relation_extraction", "dataset": "re"},
-                  "sentiment": {"type": "classification", "dataset": "sent", "label": "label"}},
-        "train": {"output_dir": str(out), "lr": 3e-3, "batch_size": 16, "epochs": 4, "seed": 7,
-                  "progress_bar": False, **train_keys},
-    }
-
-
 @pytest.fixture(scope="module")
-def run(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("qa-rel")
-    raw = config(root, tiny_encoder, root / "out")
-    return raw, train(validate_config(raw))
+def run(trained_qa_relations):
+    return trained_qa_relations
 
 
 def test_every_task_learns(run) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
-from conftest import ARTISTS, BAD, CITIES, FILLER, GOOD
+from conftest import ARTISTS, BAD, CITIES, FILLER, GOOD, make_sentiment_csv
 
 ORGS = ["acme", "globex", "initech", "umbrella"]
 
@@ -72,3 +73,31 @@ def make_spert(path: Path, n: int, seed: int) -> None:
         items.append({"tokens": tokens, "entities": entities,
                       "relations": [{"type": other[2], "head": 0, "tail": 1}]})
     path.write_text(json.dumps(items), encoding="utf-8")
+
+
+def qa_relations_config(root: Path, encoder: str, out: Path, **train_keys: Any) -> dict[str, Any]:
+    """QA, relation classification, joint relation extraction and sentiment in one model (data written to
+    ``root``; a ``train`` of it learns every task in a few seconds)."""
+    for split, n, seed in (("train", 160, 1), ("dev", 40, 2), ("test", 40, 3)):
+        make_squad(root / f"qa_{split}.json", n, seed)
+        make_semeval(root / f"rel_{split}.txt", n, seed, start_id=1000 * seed)
+        make_spert(root / f"re_{split}.json", n, seed)
+        make_sentiment_csv(root / f"sent_{split}.csv", n, seed)
+
+    def files(prefix: str, suffix: str) -> dict[str, str]:
+        return {s: str(root / f"{prefix}_{f}{suffix}") for s, f in (("train", "train"), ("validation", "dev"),
+                                                                     ("test", "test"))}
+
+    return {
+        "encoder": {"name": encoder, "max_length": 48},
+        "datasets": {"qa": {"format": "squad", "text": "question", "text_pair": "context", **files("qa", ".json")},
+                     "rel": {"format": "semeval", **files("rel", ".txt")},
+                     "re": {"format": "spert", "text": "tokens", **files("re", ".json")},
+                     "sent": {"format": "csv", "text": "sentence", **files("sent", ".csv")}},
+        "tasks": {"qa": {"type": "span_qa", "dataset": "qa", "doc_stride": 16},
+                  "relation": {"type": "relation_classification", "dataset": "rel"},
+                  "joint": {"type": "relation_extraction", "dataset": "re"},
+                  "sentiment": {"type": "classification", "dataset": "sent", "label": "label"}},
+        "train": {"output_dir": str(out), "lr": 3e-3, "batch_size": 16, "epochs": 4, "seed": 7,
+                  "progress_bar": False, **train_keys},
+    }

@@ -317,7 +317,8 @@ def serve(
     graceful_s: Annotated[float, typer.Option(min=0, help="on SIGTERM/Ctrl-C: how long requests in flight may "
                                                           "take to finish")] = 30.0,
 ) -> None:
-    """Serve every task over HTTP: GET /health, GET /tasks, POST /predict, docs at /docs."""
+    """Serve every task over HTTP: a page to try the model at /, GET /health, GET /tasks, GET /info, POST /predict,
+    docs at /docs."""
     from polytask.serve.app import serve as run_server
 
     try:

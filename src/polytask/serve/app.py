@@ -1,4 +1,5 @@
-"""HTTP server: ``GET /health``, ``GET /tasks``, ``POST /predict`` (OpenAPI docs at /docs).
+"""HTTP server: ``GET /health``, ``GET /tasks``, ``GET /info``, ``POST /predict`` (OpenAPI docs at /docs), and a page
+to try the model at ``/`` (``polytask.serve.page``).
 
 Every request is validated on its own (body size, batch size, text length, valid Unicode, task names, what the
 tasks read) and answered with a 4xx that says what is wrong before it can join a micro-batch with others; a model
@@ -17,6 +18,7 @@ from typing import Any, Optional, Union
 from polytask.inference import Pipeline
 from polytask.serve.batcher import MicroBatcher, Unavailable
 from polytask.serve.limits import BodyLimit
+from polytask.serve.page import add_page, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,16 @@ def clean_text(text: str, where: str, max_chars: int) -> str:
 
 def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, wait_ms: float = 5.0,
                max_body_bytes: int = MAX_BODY_BYTES, timeout_s: Optional[float] = 30.0,
-               max_queue: Optional[int] = 1024, drain_s: Optional[float] = 30.0):
+               max_queue: Optional[int] = 1024, drain_s: Optional[float] = 30.0,
+               metrics: Optional[dict[str, Any]] = None):
     """Build the FastAPI app around a loaded pipeline.
 
     ``max_batch``: most inputs in one request (and in one micro-batch); ``max_chars``: most characters in one text;
     ``wait_ms``: how long a request waits for others to share its model call; ``max_body_bytes``: larger bodies get
     413 before they are read; ``timeout_s``: a request not answered by then gets 504 (None: no limit);
     ``max_queue``: requests waiting beyond this get 503 (None: no limit); ``drain_s``: at shutdown, how long the
-    queued requests may take to be answered.
+    queued requests may take to be answered; ``metrics``: the checkpoint's stored scores, shown by ``GET /info``
+    and the page (:func:`polytask.serve.page.read_metrics`).
     """
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
@@ -178,6 +182,7 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
             raise HTTPException(500, detail=f"{type(exc).__name__}: {exc}") from None
         return PredictResponse(predictions=outputs)
 
+    add_page(app, pipeline, metrics, max_batch, max_chars)
     return app
 
 
@@ -207,7 +212,8 @@ def serve(checkpoint: str, host: str = "127.0.0.1", port: int = 8000, graceful_s
     lets the requests in flight finish (at most ``graceful_s`` seconds), then answers what is queued and exits."""
     import uvicorn
 
-    app = create_app(Pipeline.from_pretrained(checkpoint), drain_s=graceful_s, **kwargs)
+    app = create_app(Pipeline.from_pretrained(checkpoint), drain_s=graceful_s, metrics=read_metrics(checkpoint),
+                     **kwargs)
     # uvicorn annotates timeout_graceful_shutdown as int but hands it to asyncio.wait_for, which takes float seconds
     uvicorn.run(app, host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=graceful_s)  # type: ignore[arg-type]
