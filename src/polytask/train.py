@@ -37,6 +37,7 @@ from polytask.training.resume import check_resume_config, last_good, restore
 from polytask.training.start import freeze, start_encoder, transfer
 from polytask.training.step import Objective, StepContext, StepStats, last_shared_layer, training_step
 from polytask.weighting import build_weighting
+from polytask.vocabulary import prune_vocabulary
 from polytask.weighting.base import NonFiniteLossError
 
 log = logging.getLogger("polytask")
@@ -143,10 +144,16 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
     teacher_weight = _distillation(cfg, data, out_dir, accelerator)
     core = build_model(cfg, data, encoder, tokenizer)
     if source is not None:
+        if source.vocab_map is not None:  # started from a pruned checkpoint: its encoder reads through its map
+            core.set_vocab_map(source.vocab_map)
         carried = transfer(core, source, kept, t.carry_tasks)
         if carried:
             log.info("carried from %s (not trained here): %s", t.init_from, ", ".join(carried))
         del source
+    rows = prune_vocabulary(core, data, cfg.encoder.vocabulary)
+    if rows is not None:
+        log.info("encoder.vocabulary: %s: %s of %s word-embedding rows kept", cfg.encoder.vocabulary, f"{rows:,}",
+                 f"{core.vocab_map.numel():,}")  # type: ignore[union-attr]
     frozen = freeze(core, t.freeze)
     if frozen:
         log.info("frozen (%s): %s of %s parameters", ", ".join(t.freeze), f"{frozen:,}", f"{core.num_parameters():,}")

@@ -87,20 +87,28 @@ def join_words(words: list[str]) -> tuple[str, list[Span]]:
     return " ".join(words), spans
 
 
+SENTENCEPIECE_SPACE = "\u2581"  # SentencePiece's word-start marker, a token of its own before many words
+
+
 def first_subwords(encoding: Any, word_spans: list[Span], sequence: int = 0) -> np.ndarray:
     """Token index of each word's first sub-word in ``encoding`` (a tokenizers Encoding), -1 for words without a
     token. A token belongs to the word its first character falls in; special tokens and tokens of the other text of
-    a pair carry no word."""
+    a pair carry no word. A lone SentencePiece word-start marker does not count as the first sub-word when the word
+    has another token."""
     from bisect import bisect_right
 
     starts = [s for s, _ in word_spans]
     index = np.full(len(starts), -1, dtype=np.int32)
-    for t, ((s, e), seq) in enumerate(zip(encoding.offsets, encoding.sequence_ids)):
+    bare = np.zeros(len(starts), dtype=bool)  # index[w] is a bare word-start marker
+    for t, ((s, e), seq, piece) in enumerate(zip(encoding.offsets, encoding.sequence_ids, encoding.tokens)):
         if e <= s or seq != sequence:
             continue
         w = bisect_right(starts, s) - 1
-        if w >= 0 and index[w] == -1:
-            index[w] = t
+        # SentencePiece (XLM-R) often splits a word into a lone "▁" and the rest (most CJK characters): the lone
+        # marker is the same token for every such word, so the word is read from its next sub-word instead
+        if w >= 0 and (index[w] == -1 or bare[w]):
+            if index[w] == -1 or piece != SENTENCEPIECE_SPACE:
+                index[w], bare[w] = t, piece == SENTENCEPIECE_SPACE
     return index
 
 

@@ -1,5 +1,10 @@
 """``token_classification``: one BIO tag per word (NER, slot filling).
 
+Data tagged in another scheme is read through ``tag_scheme`` (BIOES, BMES as in the Chinese NER sets, BILOU) and
+turned into BIO on reading: a begin or single tag becomes ``B-``, a middle or end tag ``I-``. Every entity starts
+with a begin or single tag, so no entity is lost or merged, and entity-level scores are the same in both schemes;
+the model is trained on and predicts BIO tags.
+
 Words come from the dataset's input column (a list of words, or a string split on white space). Each word is
 labelled on its first sub-word token, the usual BERT recipe: the head reads the vector of each word's first sub-word
 (``Encoded.words()``), so its logits are per word: [B, W, C]. Predictions are mapped back to words and to entity
@@ -9,7 +14,7 @@ spans with character offsets. Metrics: seqeval entity-level F1 (primary), precis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,7 +36,24 @@ HEAD = "tags"  # the one calibrated head: the tag of each word
 
 
 class TokenClassificationParams(LabelSetParams):
-    labels: list[str] | None = Field(None, description="fixed tag set; default: the tags seen in training")
+    labels: list[str] | None = Field(None, description="fixed tag set (BIO); default: the tags seen in training")
+    tag_scheme: Literal["bio", "bioes", "bmes", "bilou"] = Field(
+        "bio", description="the scheme of the data's tags; read into BIO (begin/single -> B-, middle/end -> I-)")
+
+
+# scheme -> (its prefix -> the BIO prefix); O is O in every scheme
+TO_BIO: dict[str, dict[str, str]] = {"bio": {"B": "B", "I": "I"}, "bioes": {"B": "B", "I": "I", "E": "I", "S": "B"},
+                                     "bmes": {"B": "B", "M": "I", "E": "I", "S": "B"},
+                                     "bilou": {"B": "B", "I": "I", "L": "I", "U": "B"}}
+
+
+def to_bio(tag: str, scheme: str) -> str | None:
+    """One tag of ``scheme`` -> its BIO tag; None when it is not a tag of that scheme."""
+    if tag == OUTSIDE:
+        return tag
+    prefix, dash, kind = tag.partition("-")
+    bio = TO_BIO[scheme].get(prefix)
+    return f"{bio}-{kind}" if dash and kind and bio else None
 
 
 def check_tag(tag: str) -> bool:
@@ -119,12 +141,18 @@ class TokenClassification(LabelSetTask):
         return ["f1", "precision", "recall", "token_accuracy"]
 
     def _tags(self, raw: Any, example: Example) -> list[str]:
+        """The example's tags in BIO (read from ``tag_scheme``)."""
+        scheme = self.params.tag_scheme
         tags = raw if isinstance(raw, list) else str(raw).split()
+        out = []
         for position, tag in enumerate(tags):
-            if not isinstance(tag, str) or not check_tag(tag):
-                raise DataError(f"tag {position + 1} is not a BIO tag", location=example.location,
-                                field=self.params.label, value=tag, allowed="O, B-<type>, I-<type>")
-        return list(tags)
+            bio = to_bio(tag, scheme) if isinstance(tag, str) else None
+            if bio is None or not check_tag(bio):
+                allowed = ", ".join(["O", *(f"{p}-<type>" for p in TO_BIO[scheme])])
+                raise DataError(f"tag {position + 1} is not a {scheme.upper()} tag", location=example.location,
+                                field=self.params.label, value=tag, allowed=allowed)
+            out.append(bio)
+        return out
 
     def label_names(self, raw: Any, example: Example) -> list[str]:
         return self._tags(raw, example)

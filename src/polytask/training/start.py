@@ -49,6 +49,11 @@ def start_encoder(cfg: RunConfig, tasks: dict[str, Task]) -> tuple[Any, Any, Any
                                 "new task or make them match")
         task.load_state(old.state())
         kept.add(name)
+    new = [m for m in dict.fromkeys(markers) if m not in source.tokenizer.get_vocab()]
+    if new and source.vocab_map is not None:
+        raise PolytaskError(f"train.init_from: the checkpoint's vocabulary is pruned (encoder.vocabulary), and the "
+                            f"tasks need tokens it lacks ({', '.join(new)}); start from a checkpoint trained with "
+                            "encoder.vocabulary: full, or from the encoder")
     add_special_tokens(source.tokenizer, source.encoder, markers)
     log.info("starting from %s: encoder and the heads of %s", cfg.train.init_from,
              ", ".join(sorted(kept)) or "no task of the config")
@@ -95,6 +100,8 @@ def freeze(model: Any, entries: list[str]) -> int:
             if embeddings is None:
                 raise PolytaskError("train.freeze: this encoder has no 'embeddings' module")
             targets.append(embeddings)
+        elif entry == "word_embeddings":  # the token table alone (most of a multilingual encoder's parameters)
+            targets.append(model.encoder.get_input_embeddings())
         elif entry == "heads":
             targets.append(model.heads)
         elif entry == "task_embedding":
