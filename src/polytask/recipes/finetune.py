@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polytask.checkpoint import atomic_dir, write_model_files
+from polytask.checkpoint import atomic_dir, read_metrics, write_model_files
 from polytask.config import RunConfig, validate_config
 from polytask.errors import PolytaskError
 
@@ -128,8 +128,7 @@ def _every_seed(run_dir: Path, tasks: list[str] | None, scope: str, epochs: floa
 
 
 def _metrics(folder: Path) -> dict[str, Any]:
-    file = folder / "metrics.json"
-    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    return read_metrics(folder) or {}
 
 
 def _task(metrics: dict[str, Any], name: str) -> dict[str, Any]:

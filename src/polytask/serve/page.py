@@ -9,7 +9,6 @@ server alone.
 
 # no `from __future__ import annotations`: FastAPI reads the response model's annotations at run time
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -48,15 +47,15 @@ class ModelInfo(BaseModel):
 
 
 def read_metrics(checkpoint: str | Path) -> Optional[dict[str, Any]]:
-    """``CHECKPOINT/metrics.json`` with non-finite numbers as None (JSON has no NaN), or None when there is none.
-    An unreadable file is logged and served as None: the model still answers, only the page shows no scores."""
-    path = Path(checkpoint) / "metrics.json"
-    if not path.is_file():
-        return None
+    """``CHECKPOINT/metrics.json`` (:func:`polytask.checkpoint.read_metrics`) with non-finite numbers as None (JSON
+    has no NaN), or None when there is none. An unreadable file is logged and served as None: the model still
+    answers, only the page shows no scores."""
+    from polytask.checkpoint import read_metrics as stored_metrics
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = stored_metrics(checkpoint)
     except (OSError, ValueError) as exc:
-        log.warning("%s: not readable (%s); the page shows no stored metrics", path, exc)
+        log.warning("%s: not readable (%s); the page shows no stored metrics", Path(checkpoint) / "metrics.json", exc)
         return None
     return _finite(data) if isinstance(data, dict) else None
 
