@@ -232,3 +232,23 @@ def test_pruned_vocabulary_round_trip(tiny_encoder: str, toy_data: Path, tmp_pat
         for name, value in metrics.items():
             assert again["tasks"][task][name] == pytest.approx(value, abs=1e-6), (task, name)
     assert pipe([text])[0]["intent"]["label"] in ("GetWeather", "PlayMusic")
+    # exports tokenise as the encoder's tokenizer does too: the ONNX graph carries the map, the stock HF folder gets
+    # the table back at full size (pruned pieces -> <unk>'s row); both predict what the pruned model predicts
+    pytest.importorskip("onnxruntime")
+    from transformers import AutoModelForTokenClassification
+
+    from polytask.export import export_onnx, parity
+    from polytask.hf_export import export_hf
+
+    texts = [text, "what is the weather in rome", "zebra quartz violin"]  # the last: mostly pruned pieces
+    assert max(parity(model, export_onnx(model, tmp_path / "model.onnx"), texts).values()) < 1e-4
+    folder = export_hf(model, "slots", tmp_path / "hf", texts=texts).path
+    stock = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    assert stock.get_input_embeddings().num_embeddings == len(tokenizer)
+    ours = [p["slots"]["tags"] for p in pipe(texts, tasks=["slots"])]
+    for sentence, tags in zip(texts, ours):
+        enc = tokenizer(sentence.split(), is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = stock(**enc).logits[0]
+        first = [enc.word_ids().index(w) for w in range(len(sentence.split()))]
+        assert [stock.config.id2label[int(logits[i].argmax())] for i in first] == tags

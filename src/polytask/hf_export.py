@@ -111,6 +111,14 @@ def _build(model: MultiTaskModel, task: str, spec: StockHead) -> Any:
 
     encoder: Any = model.encoder
     config = type(encoder.config).from_dict(encoder.config.to_dict())
+    state = encoder.state_dict()
+    if model.vocab_map is not None:  # a pruned vocabulary (encoder.vocabulary): stock models index rows by the
+        # tokenizer's ids, so the table is written back at full size, each id holding the row polytask reads for it
+        # (<unk>'s for the pieces pruned away): the same predictions, at the size of the unpruned table
+        table = encoder.get_input_embeddings().weight
+        key = next(name for name, p in encoder.named_parameters() if p is table)
+        state[key] = state[key][model.vocab_map]
+        config.vocab_size = int(model.vocab_map.numel())
     config.id2label = dict(enumerate(spec.labels))
     config.label2id = {label: i for i, label in enumerate(spec.labels)}
     config.problem_type = spec.problem_type
@@ -121,7 +129,7 @@ def _build(model: MultiTaskModel, task: str, spec: StockHead) -> Any:
         raise NotExportable(f"task {task!r}: {spec.auto_class} has no class for the encoder's model type "
                             f"{config.model_type!r}: {exc}") from None
     base = stock.base_model
-    missing, unexpected = base.load_state_dict(encoder.state_dict(), strict=False)
+    missing, unexpected = base.load_state_dict(state, strict=False)
     pooler = [k for k in missing if k.startswith("pooler.")]
     if unexpected or set(missing) - set(pooler):
         raise NotExportable(f"task {task!r}: the encoder's weights do not fit the stock {type(base).__name__} "
