@@ -8,6 +8,12 @@ official SQuAD v1.1 EM/F1 (max over the reference answers).
     .venv/bin/python benchmarks/qa_squadshifts.py                     # all train questions, 2 epochs (hours on CPU)
     .venv/bin/python benchmarks/qa_squadshifts.py --rows 4000 --epochs 1
     .venv/bin/python benchmarks/qa_squadshifts.py --smoke             # tiny random BERT, toy data, seconds
+
+Cross-lingual (English training only, Chinese test): a multilingual encoder and XQuAD-zh, the same 1,190 questions
+professionally translated (scored with MLQA's mixed segmentation, see ``polytask.tasks.qa_metrics``):
+
+    .venv/bin/python benchmarks/qa_squadshifts.py --encoder multilingual-e5-small --freeze word_embeddings \
+        --xquad en,zh --rows 2000 --epochs 1 --output-dir runs/qa-e5 --json-out benchmarks/results/qa_xquad_zh.json
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--stride", type=int, default=128, help="tokens shared by consecutive windows")
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--encoder", default="minilm", help="encoder name or alias (e.g. multilingual-e5-small)")
+    parser.add_argument("--freeze", default="", help="comma-separated train.freeze entries (e.g. word_embeddings)")
+    parser.add_argument("--xquad", default="en", help="XQuAD languages to test on (en, zh)")
     parser.add_argument("--head-lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--precision", default="bf16")
@@ -65,13 +74,14 @@ def main() -> None:
     from polytask.train import train
 
     out = Path(args.output_dir if not args.smoke else tempfile.mkdtemp(prefix="qa-smoke-"))
-    encoder, xquad = "minilm", SHARED / "xquad_en_zh" / "xquad.en.json"
+    encoder = args.encoder
+    xquad = {lang: SHARED / "xquad_en_zh" / f"xquad.{lang}.json" for lang in args.xquad.split(",")}
     if args.smoke:
         data, tiny = smoke_data(out / "data")
-        encoder, xquad, split_info = str(tiny), data / "test.json", {"smoke": True}
+        encoder, xquad, split_info = str(tiny), {lang: data / "test.json" for lang in xquad}, {"smoke": True}
     else:
         files = [SHARED / "squadshifts" / f for f in FILES]
-        if not all(f.is_file() for f in files) or not xquad.is_file():
+        if not all(f.is_file() for f in files) or not all(f.is_file() for f in xquad.values()):
             sys.exit(f"{SHARED}/squadshifts or xquad_en_zh is absent")
         data = out / "data"
         split_info = split_by_article(files, data, holdout_file=files[0], dev_articles=6, test_articles=10, seed=0)
@@ -84,15 +94,18 @@ def main() -> None:
                             "doc_stride": args.stride if not args.smoke else 8}},
            "train": {"output_dir": str(out / "run"), "lr": args.lr, "head_lr": args.head_lr,
                      "batch_size": args.batch_size, "epochs": args.epochs, "precision": args.precision,
-                     "warmup_ratio": 0.1, "seed": args.seed, "progress_bar": not args.smoke}}
+                     "warmup_ratio": 0.1, "seed": args.seed, "progress_bar": not args.smoke,
+                     "freeze": [f for f in args.freeze.split(",") if f]}}
     result = train(validate_config(raw))
-    xquad_cfg = dict(raw, datasets={"squadshifts": dict(dataset, test=str(xquad))})
-    (out / "xquad.yaml").write_text(json.dumps(xquad_cfg), encoding="utf-8")  # JSON is valid YAML
-    xquad_result = evaluate_checkpoint(result.best_dir, "test", config=out / "xquad.yaml")
-    rows = {"dev (6 held-out new_wiki articles)": result.validation, "test (10 held-out new_wiki articles)":
-            result.test, "XQuAD-en (out of domain)": xquad_result}
+    rows = {"dev (6 held-out new_wiki articles)": result.validation,
+            "test (10 held-out new_wiki articles)": result.test}
+    for lang, file in xquad.items():
+        xquad_cfg = dict(raw, datasets={"squadshifts": dict(dataset, test=str(file))})
+        (out / f"xquad-{lang}.yaml").write_text(json.dumps(xquad_cfg), encoding="utf-8")  # JSON is valid YAML
+        rows[f"XQuAD-{lang} (out of domain{'' if lang == 'en' else ', never-seen language'})"] = \
+            evaluate_checkpoint(result.best_dir, "test", config=out / f"xquad-{lang}.yaml")
     m = machine()
-    table = Table(title=f"SQuADShifts -> MiniLM-L6 span_qa, {args.epochs:g} epochs, max_length {args.max_length}, "
+    table = Table(title=f"SQuADShifts -> {encoder} span_qa, {args.epochs:g} epochs, max_length {args.max_length}, "
                         f"stride {args.stride}, {args.precision}; {result.seconds:.0f} s training on {describe(m)}")
     for col in ("split", "questions", "EM", "F1"):
         table.add_column(col, justify="left" if col == "split" else "right")

@@ -322,3 +322,15 @@ def test_real_squadshifts_split(tmp_path: Path) -> None:
     assert summary["splits"]["dev"]["articles"] == 6 and summary["splits"]["test"]["articles"] == 10
     assert summary["splits"]["train"]["articles"] == 48 - 16 + 1 + 413
     assert sum(len(ids(tmp_path / f"{s}.json")) for s in counts) == 27626
+
+
+def test_cjk_answers_are_scored_by_character_english_as_before() -> None:
+    """MLQA's mixed segmentation for answers with CJK characters: F1 counts characters, Unicode punctuation goes;
+    answers without CJK characters keep SQuAD v1.1's scoring (ASCII punctuation only, white-space tokens)."""
+    assert f1("北京大学", ["北京"]) == pytest.approx(2 * (2 / 4) * 1 / (2 / 4 + 1))  # 2 of 4 characters shared
+    assert exact_match("北京，", ["北京"]) == 1.0 and exact_match("《北京》", ["北京"]) == 1.0  # CJK punctuation
+    assert f1("在 1990年", ["1990年"]) == pytest.approx(0.8)  # mixed runs: 在 / 1990 / 年 against 1990 / 年
+    assert f1("东京", ["北京"]) == pytest.approx(0.5) and exact_match("东京", ["北京"]) == 0.0
+    assert f1("“quoted” text", ["quoted text"]) == 0.5  # no CJK: curly quotes stay on "quoted" (v1.1 rules)
+    assert squad_scores(["北京", "paris"], [["北京市"], ["Paris"]]) == pytest.approx(
+        {"exact_match": 0.5, "f1": (0.8 + 1.0) / 2})

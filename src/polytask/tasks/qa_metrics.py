@@ -6,12 +6,19 @@ character (``string.punctuation``) removed, the articles "a", "an" and "the" rem
 space collapsed to one space (leading/trailing space dropped). F1 counts the normalised white-space tokens the two
 share (with multiplicity). A question's score is the MAX over its reference answers; a set's score is the mean over
 questions. Scores here are fractions in [0, 1] (the official script prints percentages).
+
+Text without white space between words (Chinese, Japanese) would make F1 all-or-nothing under those rules, so a
+question whose prediction or references contain a CJK character is scored by the **mixed segmentation** of the MLQA
+evaluation (Lewis et al. 2020, "MLQA: Evaluating Cross-lingual Extractive Question Answering"): every CJK character
+is one token, other text splits on white space, and all Unicode punctuation (categories P*) is removed, not only
+ASCII's. Questions without CJK characters are scored exactly as the official v1.1 script scores them.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 
 _PUNCTUATION = frozenset(string.punctuation)
@@ -29,6 +36,22 @@ def normalize_answer(s: str) -> str:
     return " ".join(without_articles.split())
 
 
+# CJK ideographs (unified, extension A, compatibility), kana and Hangul syllables: scripts written without spaces
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def _has_cjk(texts: list[str]) -> bool:
+    return any(_CJK.search(t) for t in texts)
+
+
+def _mixed_tokens(s: str) -> list[str]:
+    """MLQA's mixed segmentation of a normalised answer: each CJK character a token, other runs split on spaces."""
+    lowered = s.lower()
+    kept = "".join(" " if unicodedata.category(ch).startswith("P") or ch in _PUNCTUATION else ch for ch in lowered)
+    kept = _ARTICLES.sub(" ", kept)
+    return _CJK.sub(lambda m: f" {m.group(0)} ", kept).split()
+
+
 def _check_references(references: list[str]) -> None:
     # the maximum over no reference is undefined; 0 would silently count an unlabelled question as wrong
     if not references:
@@ -38,6 +61,8 @@ def _check_references(references: list[str]) -> None:
 def exact_match(prediction: str, references: list[str]) -> float:
     """1.0 if the normalised prediction equals some normalised reference, else 0.0."""
     _check_references(references)
+    if _has_cjk([prediction, *references]):
+        return float(any(_mixed_tokens(prediction) == _mixed_tokens(ref) for ref in references))
     predicted = normalize_answer(prediction)
     return float(any(predicted == normalize_answer(ref) for ref in references))
 
@@ -55,6 +80,9 @@ def _token_f1(predicted: list[str], reference: list[str]) -> float:
 def f1(prediction: str, references: list[str]) -> float:
     """Token-level F1 between the normalised prediction and each reference; the best one."""
     _check_references(references)
+    if _has_cjk([prediction, *references]):
+        tokens = _mixed_tokens(prediction)
+        return max(_token_f1(tokens, _mixed_tokens(ref)) for ref in references)
     predicted = normalize_answer(prediction).split()
     return max(_token_f1(predicted, normalize_answer(ref).split()) for ref in references)
 
