@@ -56,6 +56,7 @@ class ReaderOptions(BaseModel):
     hf_config: str | None = None  # hf: the dataset's config name
     history_turns: int = Field(1, ge=0)  # sgd: previous turns the dialogue input reads (0: the user turn alone)
     seen_schema: str | None = None  # sgd: the training split's schema.json (services in it are "seen")
+    dialogues_per_file: int | None = Field(None, ge=1)  # sgd: read only the first N dialogues of each file
 
     @field_validator("encoding")
     @classmethod

@@ -23,6 +23,9 @@ Columns of a row (the user turn ``turn`` of dialogue ``dialogue_id``):
   training split's ``schema.json``; a relative path is read from the folder of the dialogue files, so
   ``../train/schema.json`` serves every split). Without the option the column is absent.
 
+The ``dialogues_per_file: N`` option reads only the first N dialogues of each file: the files of a split are grouped
+by service, so this samples every service with whole dialogues (``max_rows`` would keep the first services only).
+
 A slot span must lie inside its utterance, start and end on word boundaries, cross no other span, and cover text
 equal to one of the values the turn's actions give that slot (when they give any); anything else is an error naming
 the file, the dialogue, the turn, the span and the text. A span nested inside a longer one cannot be a BIO tag of
@@ -60,7 +63,7 @@ def dialogue_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return [m.group() for m in matches], [m.span() for m in matches]
 
 
-@_reader("sgd", "encoding", "history_turns", "seen_schema")
+@_reader("sgd", "encoding", "history_turns", "seen_schema", "dialogues_per_file")
 def read_sgd(path: str, options: ReaderOptions, split: str | None = None) -> list[Row]:
     """Schema-Guided Dialogue: one row per user turn with its history, intent, requested slots, BIO slot tags and
     dialogue state (see the module docstring for the columns)."""
@@ -75,7 +78,9 @@ def read_sgd(path: str, options: ReaderOptions, split: str | None = None) -> lis
     rows: list[Row] = []
     nested: list[str] = []
     for file in files:
-        for index, dialogue in enumerate(_load(file, options.encoding)):
+        # files hold one or two services each (sorted by service): the first N dialogues of every file sample every
+        # service with whole dialogues, where max_rows would keep the first services only
+        for index, dialogue in enumerate(_load(file, options.encoding)[: options.dialogues_per_file]):
             rows += _dialogue_rows(str(file), index, dialogue, schema, seen, len(rows), nested)
     if nested:
         log.warning("%s: %d slot span(s) lie inside a longer span of the same turn; BIO tags cannot nest, so only "
