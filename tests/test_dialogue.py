@@ -181,3 +181,30 @@ def test_real_sgd_reads_a_few_dialogues() -> None:
         v = row.values
         assert len(v["tags"]) == len(dialogue_words(v["text"])[0])
         assert v["turn"] == len(v["history"])
+
+
+def test_predict_cli_and_server_take_dialogue_turns(run, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+    from polytask.inference import Pipeline
+    from polytask.serve.app import create_app
+
+    best = run[1].best_dir
+    turn = {"text": "in paris please.", "history": ["what is the weather like", "which city ?"],
+            "previous_state": {}, "service": "Weather_1"}
+    pipe = Pipeline.from_pretrained(best)
+    expected = pipe(turn)[0]
+    source = tmp_path / "turns.jsonl"
+    source.write_text(json.dumps(turn) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(best), "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert written["state"] == expected["state"] and written["intent"] == expected["intent"]
+    with TestClient(create_app(pipe, wait_ms=1)) as client:
+        answer = client.post("/predict", json={"texts": [turn]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["state"] == expected["state"]
+        assert client.post("/predict", json={"texts": [{"text": "hi", "history": 3}]}).status_code == 422
