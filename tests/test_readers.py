@@ -39,7 +39,7 @@ def data_error(fmt: str, path: str, **options) -> str:
 
 # -- registry and options ---------------------------------------------------------------------------------------------
 def test_formats_are_registered_with_a_description() -> None:
-    assert READERS.names() == ["conll", "csv", "hf", "jointbert", "jsonl", "lines", "semeval", "spert", "squad", "tsv"]
+    assert READERS.names() == ["conll", "csv", "hf", "jointbert", "jsonl", "lines", "semeval", "sgd", "spert", "squad", "tsv"]
     for _, reader in READERS.items():
         assert (reader.__doc__ or "").strip()  # `polytask list` shows the first line
 
@@ -48,7 +48,7 @@ def test_unknown_format_lists_the_formats(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError) as info:
         read_rows("xlsx", write(tmp_path / "a.xlsx", "x"))
     assert str(info.value) == ("unknown data format 'xlsx'; available: conll, csv, hf, jointbert, jsonl, lines, "
-                               "semeval, spert, squad, tsv; load a plugin with `polytask --code FILE.py|MODULE "
+                               "semeval, sgd, spert, squad, tsv; load a plugin with `polytask --code FILE.py|MODULE "
                                "COMMAND ...` (in Python: import its module first), or install the package that "
                                "provides it (entry point group 'polytask.plugins')")
 

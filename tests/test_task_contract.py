@@ -29,6 +29,7 @@ from polytask.tasks import TASKS
 from polytask.train import build_model
 
 from conftest import make_pairs_tsv, make_sentiment_csv, make_snips_like, make_topics_jsonl
+from dialogue_data import write_sgd_split
 from toydata import make_semeval, make_spert, make_squad
 
 Case = Callable[[Path], tuple[dict[str, Any], dict[str, Any]]]  # folder -> (dataset config, task params)
@@ -62,6 +63,10 @@ CASES: dict[str, list[tuple[str, Case]]] = {
     "relation_classification": [
         ("semeval", lambda d: ({"format": "semeval", **_split_files(d, ".txt", make_semeval)}, {})),
     ],
+    "dialogue_state": [
+        ("sgd folders", lambda d: ({"format": "sgd", "train": str(write_sgd_split(d / "train", 8, 1)),
+                                    "validation": str(write_sgd_split(d / "dev", 4, 2))}, {})),
+    ],
     "relation_extraction": [
         ("spert json", lambda d: ({"format": "spert", "text": "tokens", **_split_files(d, ".json", make_spert)}, {})),
     ],
@@ -75,6 +80,8 @@ def item_of(example: Example, kind: str) -> Any:
     if kind == "entities":
         assert example.entities is not None
         return {"text": example.text, "e1": list(example.entities[0]), "e2": list(example.entities[1])}
+    if kind == "dialogue":  # the turn, its history and the previous state, as a client would send them
+        return {k: example.row.values[k] for k in ("text", "history", "previous_state", "service")}
     return example.text
 
 

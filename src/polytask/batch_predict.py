@@ -53,10 +53,13 @@ class InputRow:
     text: str
     pair: str | None = None
     entities: tuple[Any, Any] | None = None
+    dialogue: dict[str, Any] | None = None  # a .jsonl row with "history": the dialogue input's other keys
 
     @property
     def item(self) -> Any:
         """The row as a Pipeline input."""
+        if self.dialogue is not None:
+            return {"text": self.text, **self.dialogue}
         if self.entities is not None:
             return {"text": self.text, "e1": self.entities[0], "e2": self.entities[1]}
         return self.text if self.pair is None else (self.text, self.pair)
@@ -136,7 +139,9 @@ def _read_jsonl(handle: BinaryIO, file: str, text_field: str, pair_field: str | 
         if pair is not None:
             pair = _check_text(pair, file, number, pair_field, "text pair")
         entities = (obj["e1"], obj["e2"]) if "e1" in obj and "e2" in obj else None
-        yield InputRow(number, text, pair, entities)
+        dialogue = ({k: obj[k] for k in ("history", "previous_state", "service") if k in obj}
+                    if "history" in obj else None)
+        yield InputRow(number, text, pair, entities, dialogue)
 
 
 def _read_csv(handle: BinaryIO, file: str, text_field: str, pair_field: str | None) -> Iterator[InputRow]:
@@ -204,8 +209,10 @@ def count_lines(path: str | Path) -> int:
 
 
 # -- predicting -------------------------------------------------------------------------------------------------------
-ROW_KIND = {"text": "single text", "pair": "text pair", "entities": "text with two marked entities"}
-READS = {"text": "single texts", "pair": "pairs", "entities": "texts with two marked entities"}
+ROW_KIND = {"text": "single text", "pair": "text pair", "entities": "text with two marked entities",
+            "dialogue": "dialogue turn"}
+READS = {"text": "single texts", "pair": "pairs", "entities": "texts with two marked entities",
+         "dialogue": "dialogue turns"}
 
 
 def split_tasks(pipeline: Any, tasks: Sequence[str] | None) -> dict[str, list[str]]:

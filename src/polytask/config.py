@@ -80,6 +80,8 @@ class DatasetConfig(_Strict):
     max_rows: dict[Split, int] = Field(default_factory=dict)
     sample: SampleConfig | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # a column whose values split evaluation: every task of the dataset is also scored on the rows of each value
+    breakdown: str | None = None
 
     def split_path(self, split: str) -> str | None:
         return {"train": self.train, "validation": self.validation, "test": self.test}[split]

@@ -120,6 +120,21 @@ def score(tasks: dict[str, Task], names: list[str], predictions: dict[str, list[
     return metrics, sum(right) / len(right) if right else 0.0
 
 
+def breakdown(tasks: dict[str, Task], names: list[str], predictions: dict[str, list[dict[str, Any]]],
+              golds: dict[str, list[Any]], examples: Sequence[Any], column: str) -> dict[str, dict[str, float]]:
+    """``{"TASK [VALUE]": metrics}``: each task scored on the rows whose ``column`` holds VALUE (a dataset's
+    ``breakdown``), values in order of first appearance."""
+    by_value: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        by_value.setdefault(str(example.row.values.get(column)), []).append(i)
+    out: dict[str, dict[str, float]] = {}
+    for value, rows in by_value.items():
+        subset = score(tasks, names, {n: [predictions[n][i] for i in rows] for n in names},
+                       {n: [golds[n][i] for i in rows] for n in names})[0]
+        out.update({f"{name} [{value}]": metrics for name, metrics in subset.items()})
+    return out
+
+
 def coverage(task: Task, predictions: list[dict[str, Any]]) -> float | None:
     """Share of the candidate answers (labels, spans, relations) at or above the task's ``min_score``; None
     without a threshold or without candidates."""
@@ -130,7 +145,8 @@ def coverage(task: Task, predictions: list[dict[str, Any]]) -> float | None:
 
 def evaluate(model: Any, data: MultiTaskData, split: str = "validation", batch_size: int = 128,
              precision: str = "fp32", shard: Shard | None = None, calibration: bool = False) -> dict[str, Any]:
-    """Metrics of every task on ``split``: {"tasks": {task: {metric: v}}, "sources": {source: {...}}}, computed on
+    """Metrics of every task on ``split``: {"tasks": {task: {metric: v}}, "sources": {source: {...}}} (and
+    "breakdown": {"task [value]": {metric: v}} for a dataset with a ``breakdown`` column), computed on
     the predictions before ``min_score`` (plus ``coverage`` under it). ``calibration`` adds, for the calibrated
     heads, ``ece`` (with the task's temperature), ``ece_uncalibrated`` and ``temperature`` (``polytask.calibration``).
     With ``shard`` (several processes) each process predicts its share and every process computes the same
@@ -142,7 +158,9 @@ def evaluate(model: Any, data: MultiTaskData, split: str = "validation", batch_s
         golds: dict[str, list[Any]] = {}
         info: dict[str, Any] = {"examples": 0, "tasks": [], "truncated": 0}
         store = LogitStore() if calibration else None
+        examples: list[Any] = []
         for group in (g for g in groups.values() if g.source == source):
+            examples = group.examples  # every input group of a source holds the same rows
             preds.update(predict_sharded(model, group, batch_size, precision, shard, store))
             golds.update(group.golds)
             info["examples"] = len(group)
@@ -159,6 +177,10 @@ def evaluate(model: Any, data: MultiTaskData, split: str = "validation", batch_s
                 task_metrics[name]["min_score"] = float(getattr(model.tasks[name].params, "min_score", 0.0))
                 task_metrics[name]["coverage"] = share
         result["tasks"].update(task_metrics)
+        column = data.breakdown.get(source)
+        if column is not None:  # e.g. services seen / unseen in training: every task on each value's rows
+            result.setdefault("breakdown", {}).update(
+                breakdown(model.tasks, info["tasks"], preds, golds, examples, column))
         if all_right is not None:
             info["all_tasks_correct"] = all_right  # e.g. SNIPS "sentence accuracy": intent and every slot right
         result["sources"][source] = info

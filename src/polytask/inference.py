@@ -30,7 +30,8 @@ from polytask.model import MultiTaskModel
 if TYPE_CHECKING:
     from polytask.export import OnnxModel
 
-KIND_NAMES = {"text": "single texts", "pair": "(text, text_pair) pairs", "entities": "texts with two marked entities"}
+KIND_NAMES = {"text": "single texts", "pair": "(text, text_pair) pairs", "entities": "texts with two marked entities",
+              "dialogue": "dialogue turns ({text, history})"}
 
 
 def _is_single(inputs: Any) -> bool:

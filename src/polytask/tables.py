@@ -21,7 +21,7 @@ def is_calibration_key(key: str) -> bool:
 def results_table(result: dict[str, Any], title: str | None = None) -> Table:
     """One row per task: its metrics; then one row per multi-task source: the share of rows with all tasks right."""
     metric_names: list[str] = []
-    for metrics in result["tasks"].values():
+    for metrics in [*result["tasks"].values(), *result.get("breakdown", {}).values()]:
         for k in metrics:
             if k != "examples" and not is_calibration_key(k) and k not in metric_names:
                 metric_names.append(k)
@@ -30,7 +30,8 @@ def results_table(result: dict[str, Any], title: str | None = None) -> Table:
     table.add_column("examples", justify="right")
     for name in metric_names:
         table.add_column(name, justify="right")
-    for task, metrics in result["tasks"].items():
+    rows = {**result["tasks"], **result.get("breakdown", {})}  # then "task [value]" rows of a dataset's breakdown
+    for task, metrics in rows.items():
         table.add_row(task, str(metrics.get("examples", "")), *[_fmt(metrics[m]) if m in metrics else "-"
                                                                for m in metric_names])
     notes = [f"{source}: every task right on {info['all_tasks_correct']:.4f} of {info['examples']} rows"

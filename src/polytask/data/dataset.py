@@ -145,6 +145,19 @@ def check_columns(rows: list[Row], ds: DatasetConfig, tasks: dict[str, Task], pa
                             allowed="columns in this file: " + ", ".join(file_columns(rows)))
 
 
+def check_breakdown(rows: list[Row], ds: DatasetConfig) -> None:
+    """Every row has a value in the dataset's ``breakdown`` column (a row without one would fall out of it)."""
+    column = ds.breakdown
+    if column is None:
+        return
+    for row in rows:
+        value = row.values.get(column)
+        if value is None or isinstance(value, (list, dict)) or not str(value).strip():
+            raise DataError("the dataset's breakdown column has no value here", location=row.location,
+                            field=column, value=value, allowed="a string or number in every row; columns: "
+                            + ", ".join(file_columns(rows)))
+
+
 def make_examples(rows: list[Row], ds: DatasetConfig, spec: InputSpec, words: bool) -> list[Example]:
     return [spec.example(row, i, ds.text, ds.text_pair, words) for i, row in enumerate(rows)]
 

@@ -263,3 +263,6 @@ def _marked(example: Example) -> str:
         cursor = pos
     out.append(example.text[cursor:])
     return "".join(out)
+
+
+from polytask.data import dialogue_input  # noqa: E402,F401  (registers the ``dialogue`` spec)

@@ -11,9 +11,11 @@ Built-in specs (``INPUTS``):
 - ``windows``: a (question, context) pair split into overlapping windows of the context (extractive QA).
 - ``entities``: a text with two entity spans, rewritten with entity-marker tokens around them (relation
   classification, R-BERT style).
+- ``dialogue``: a user turn with the dialogue's history (``polytask.data.dialogue_input``).
 
-A spec's ``kind`` says what an inference input looks like: ``text`` (a string), ``pair`` (two strings) or
-``entities`` (a text plus two character spans, or a string with inline ``<e1>..</e1>`` / ``<e2>..</e2>`` markers).
+A spec's ``kind`` says what an inference input looks like: ``text`` (a string), ``pair`` (two strings),
+``entities`` (a text plus two character spans, or a string with inline ``<e1>..</e1>`` / ``<e2>..</e2>`` markers) or
+``dialogue`` (``{"text", "history", ...}``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from polytask.errors import DataError, PolytaskError
 from polytask.registry import Registry
 
 InputItem = Union[str, tuple[str, str], Mapping[str, Any]]
-KINDS = ("text", "pair", "entities")
+KINDS = ("text", "pair", "entities", "dialogue")
 
 
 class InputSpec(ABC):
@@ -93,12 +95,15 @@ def input_kind(item: Any, kinds: Sequence[str] = KINDS) -> str:
         keys = set(item)
         if {"e1", "e2"} <= keys:
             return "entities"
+        if {"text", "history"} <= keys:
+            return "dialogue"
         if {"question", "context"} <= keys or {"text", "text_pair"} <= keys:
             return "pair"
         if "text" in keys:
             return "text"
-    raise DataError("expected a text, a [text, text_pair] pair, {text, text_pair}, {question, context} or "
-                    "{text, e1: [start, end], e2: [start, end]}", location="input", value=item)
+    raise DataError("expected a text, a [text, text_pair] pair, {text, text_pair}, {question, context}, "
+                    "{text, e1: [start, end], e2: [start, end]} or {text, history: [...]}", location="input",
+                    value=item)
 
 
 def item_texts(item: InputItem) -> tuple[str, str | None]:

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from polytask.config import RunConfig
-from polytask.data.dataset import (FeatureSplit, assemble, check_columns, check_every_row_labelled, gold_values,
-                                   group_name, input_groups, make_examples, needs_words, read_source_split)
+from polytask.data.dataset import (FeatureSplit, assemble, check_breakdown, check_columns, check_every_row_labelled,
+                                   gold_values, group_name, input_groups, make_examples, needs_words, read_source_split)
 from polytask.tasks import Task, build_task
 
 log = logging.getLogger("polytask")
@@ -18,6 +18,7 @@ class MultiTaskData:
     tasks: dict[str, Task]
     sources: dict[str, list[str]]  # source -> the tasks it labels
     splits: dict[str, dict[str, FeatureSplit]] = field(default_factory=dict)  # split -> input group -> data
+    breakdown: dict[str, str] = field(default_factory=dict)  # source -> the column its evaluation is split by
 
 
 def build_tasks(cfg: RunConfig) -> dict[str, Task]:
@@ -39,7 +40,8 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
     sources = cfg.sources_of()
     fit = tasks is None if fit is None else fit
     tasks = tasks if tasks is not None else build_tasks(cfg)
-    data = MultiTaskData(tasks=tasks, sources=sources)
+    breakdown = {s: str(cfg.datasets[s].breakdown) for s in sources if cfg.datasets[s].breakdown}
+    data = MultiTaskData(tasks=tasks, sources=sources, breakdown=breakdown)
     wanted = tuple(dict.fromkeys((("train",) if fit else ()) + tuple(splits)))
     for split in wanted:
         data.splits[split] = {}
@@ -52,6 +54,7 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
         for split, split_rows in rows.items():
             if split_rows:
                 check_columns(split_rows, ds, own, split_rows[0].file)
+                check_breakdown(split_rows, ds)
                 examples[split] = [make_examples(split_rows, ds, spec, needs_words(own, group))
                                    for spec, group in groups]
         if fit and "train" in examples:

@@ -17,10 +17,12 @@ Built-in formats:
   become character spans ``e1`` / ``e2`` of the clean ``text``.
 - ``spert``: a SpERT JSON list of sentences (``tokens``, ``entities`` or BILOU/BIO ``tags``, ``relations``).
 - ``squad``: SQuAD v1.1 JSON; one row per question (id, title, context, question, answers).
+- ``sgd``: Schema-Guided Dialogue folders (gzip-compressed or plain JSON); one row per user turn with its history,
+  intent, requested slots, slot tags and dialogue state.
 
 This module holds the registry, the options and the shared decoding helpers; the formats live in
 ``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines), ``relations.py`` (semeval,
-spert), ``squad.py`` and ``hf.py``.
+spert), ``squad.py``, ``sgd.py`` and ``hf.py``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polytask.data.rows import Row
 from polytask.errors import DataError
@@ -52,6 +54,9 @@ class ReaderOptions(BaseModel):
     quoting: Literal["minimal", "none"] | None = None  # csv default "minimal"; tsv "none" (GLUE has bare quotes)
     token_prefix: str | None = None  # conll: strip from every token (WikiANN writes "en:Paris")
     hf_config: str | None = None  # hf: the dataset's config name
+    history_turns: int = Field(1, ge=0)  # sgd: previous turns the dialogue input reads (0: the user turn alone)
+    seen_schema: str | None = None  # sgd: the training split's schema.json (services in it are "seen")
+    dialogues_per_file: int | None = Field(None, ge=1)  # sgd: read only the first N dialogues of each file
 
     @field_validator("encoding")
     @classmethod
@@ -96,6 +101,9 @@ class Reader(Protocol):
 
 READERS: Registry[Reader] = Registry("data format")
 READER_OPTIONS: dict[str, frozenset[str]] = {}  # format -> the options it reads; others are an error
+# format -> the input spec its rows give a task that keeps the default input (built from the DatasetConfig); a
+# format absent here gives the text (or text pair) input
+READER_INPUTS: dict[str, Callable[[Any], Any]] = {}
 
 
 def _reader(name: str, *options: str) -> Callable[[Reader], Reader]:
@@ -188,4 +196,4 @@ def _require_rows(rows: list[Row], where: str) -> list[Row]:
 
 
 # the built-in formats register themselves on import (after the helpers above exist: they import them)
-from polytask.data import delimited, hf, line_formats, relations, squad  # noqa: E402,F401
+from polytask.data import delimited, hf, line_formats, relations, sgd, squad  # noqa: E402,F401

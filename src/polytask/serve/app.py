@@ -22,7 +22,7 @@ from polytask.serve.page import add_page, read_metrics
 
 log = logging.getLogger(__name__)
 
-SHORT = {"text": "single texts", "pair": "pairs", "entities": "entity pairs"}
+SHORT = {"text": "single texts", "pair": "pairs", "entities": "entity pairs", "dialogue": "dialogue turns"}
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # lone UTF-16 halves: JSON can carry them ("\ud800") but they are not text; no tokenizer can encode them
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -78,13 +78,22 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
         question: str
         context: str
 
+    class DialogueTurn(BaseModel):  # polytask.data.dialogue_input: a user turn, its history, the previous state
+        model_config = ConfigDict(extra="forbid")
+        text: str
+        history: list[Union[str, dict[str, str]]] = Field(..., max_length=64, description="earlier turns, oldest "
+                                                          "first: strings or {speaker: user|system, text}")
+        previous_state: Optional[dict[str, Union[str, list[str]]]] = None
+        service: Optional[str] = None
+
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        texts: list[Union[str, tuple[str, str], QuestionContext, EntityPair]] = Field(
+        texts: list[Union[str, tuple[str, str], QuestionContext, EntityPair, DialogueTurn]] = Field(
             ..., min_length=1, max_length=max_batch,
             description=f"1 to {max_batch} inputs of one kind: texts; [text, text_pair] pairs or {{question, "
                         "context}} for pair and QA tasks; {text, e1, e2} (or a text with <e1>..</e1> and "
-                        f"<e2>..</e2> markers) for relation classification; each text at most {max_chars} "
+                        f"<e2>..</e2> markers) for relation classification; {{text, history, previous_state, "
+                        f"service}} for dialogue tasks; each text at most {max_chars} "
                         "characters of valid Unicode (control characters are read as spaces)")
         tasks: Optional[list[str]] = Field(None, description="task names (default: every task for this input kind)")
 

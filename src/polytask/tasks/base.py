@@ -141,8 +141,12 @@ class Task(ABC):
 
     # -- input -------------------------------------------------------------------------------------------------------
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
-        """What this task reads from its dataset: by default the text (or the text pair when the dataset has one)."""
-        return TextInput(pair=bool(dataset.text_pair))
+        """What this task reads from its dataset: by default the text (or the text pair when the dataset has one), or
+        the input its format declares (``READER_INPUTS``: the ``sgd`` format gives a dialogue turn and history)."""
+        from polytask.data.readers import READER_INPUTS
+
+        declared = READER_INPUTS.get(dataset.format)
+        return declared(dataset) if declared is not None else TextInput(pair=bool(dataset.text_pair))
 
     def columns(self) -> list[str]:
         """Dataset columns this task reads besides its input (by default its label column)."""
