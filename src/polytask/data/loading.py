@@ -39,6 +39,8 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
     sources = cfg.sources_of()
     fit = tasks is None if fit is None else fit
     tasks = tasks if tasks is not None else build_tasks(cfg)
+    for task in tasks.values():  # tasks that tokenise targets or write text keep the tokenizer
+        task.bind_tokenizer(tokenizer)
     data = MultiTaskData(tasks=tasks, sources=sources)
     wanted = tuple(dict.fromkeys((("train",) if fit else ()) + tuple(splits)))
     for split in wanted:
