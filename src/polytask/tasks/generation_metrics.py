@@ -7,6 +7,7 @@ score against any reference. All are fractions in [0, 1] like every other polyta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL")
@@ -47,6 +48,7 @@ def rouge_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]])
     except ImportError as exc:
         raise ImportError(INSTALL) from exc
     _check(hypotheses, references)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per scorer
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     for hypothesis, refs in zip(hypotheses, references):
