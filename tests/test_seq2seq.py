@@ -188,7 +188,8 @@ def test_parallel_reader(tmp_path: Path) -> None:
         read_rows("parallel", str(tmp_path / "train"), ReaderOptions())
 
 
-def test_jsonl_join_rename_and_target_errors(tmp_path: Path, tiny_encoder: str) -> None:
+def test_jsonl_join_rename_and_target_errors(tmp_path: Path, tiny_encoder: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:
     file = tmp_path / "d.jsonl"
     file.write_text(json.dumps({"source": ["one two.", "three."], "summary1": "x", "summary2": "y"}) + "\n",
                     encoding="utf-8")
@@ -201,6 +202,14 @@ def test_jsonl_join_rename_and_target_errors(tmp_path: Path, tiny_encoder: str) 
     _, tokenizer = load_encoder(tiny_encoder)
     data = load_data(validate_config(cfg), tokenizer, splits=("train",))
     assert data.splits["train"]["d"].golds["t"] == [["x", "y"]]
+    file.write_text(json.dumps({"source": "a", "summary": "paris london tokyo rome"}) + "\n", encoding="utf-8")
+    cut = validate_config({**cfg, "tasks": {"t": {**cfg["tasks"]["t"], "max_target_length": 3}}})
+    with caplog.at_level("WARNING", logger="polytask"):
+        data = load_data(cut, tokenizer, splits=("train",))
+    assert "d/train: task 't': 1 targets longer than max_target_length=3 tokens were cut" in caplog.text
+    task = data.tasks["t"]
+    assert data.splits["train"]["d"].fields["t"][0]["target"].tolist()[-1] == task.end
+    assert len(data.splits["train"]["d"].fields["t"][0]["target"]) == 3
     file.write_text(json.dumps({"source": "a text", "summary": " "}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="empty target text") as empty:
         load_data(validate_config(cfg), tokenizer, splits=("train",))

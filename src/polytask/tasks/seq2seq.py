@@ -120,7 +120,15 @@ class Seq2Seq(Task):
             value = example.row.values.get(column)
             if value is not None:
                 refs += self._texts(value, example, column)
+        if self._target_ids(refs[0])[1]:  # counted here: the loader logs a split's notes after reading its golds
+            self._cut += 1
         return refs
+
+    def _target_ids(self, text: str) -> tuple[list[int], bool]:
+        """(the target's token ids, cut to leave room for the end token; whether they were cut)."""
+        ids = list(self._require_tokenizer()(text, add_special_tokens=False)["input_ids"])
+        room = self.params.max_target_length - 1
+        return ids[:room], len(ids) > room
 
     @staticmethod
     def _texts(value: Any, example: Example, column: str) -> list[str]:
@@ -152,11 +160,7 @@ class Seq2Seq(Task):
         """decoder_input_ids = [start] + target, target = target + [end] (the first reference, cut to fit)."""
         if gold is None:
             return [{} for _ in features]
-        ids = list(self._require_tokenizer()(gold[0], add_special_tokens=False)["input_ids"])
-        room = self.params.max_target_length - 1
-        if len(ids) > room:
-            ids = ids[:room]
-            self._cut += 1
+        ids, _ = self._target_ids(gold[0])
         fields: Fields = {"decoder_input_ids": np.array([self.start] + ids, dtype=np.int64),
                           "target": np.array(ids + [self.end], dtype=np.int64)}
         return [dict(fields) for _ in features]
