@@ -37,12 +37,12 @@ def test_config_reports_every_problem_at_once(tiny_encoder: str, toy_data: Path,
         validate_config(cfg)
     text = str(info.value)
     for expected in [
-        "tasks.intent.type: unknown task type 'clasification'; available: classification, regression, "
-        "relation_classification, relation_extraction, span_qa, token_classification",
+        "tasks.intent.type: unknown task type 'clasification'; available: classification, dialogue_state, regression, "
+        "relation_classification, relation_extraction, seq2seq, span_qa, token_classification",
         "tasks.slots.dataset: unknown dataset 'snipz'; defined: snips, sentiment, pairs, topics",
         "tasks.sentiment.colour: unknown key",
         "datasets.topics.format: unknown data format 'xml'; available: conll, csv, hf, jointbert, jsonl, lines, "
-        "semeval, spert, squad, tsv",
+        "parallel, semeval, sgd, spert, squad, tsv",
         f"datasets.pairs.train: file not found: {tmp_path / 'missing.tsv'}",
         "train.lr: Input should be greater than 0",
         "sampler.temperature: Input should be greater than 0",

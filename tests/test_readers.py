@@ -39,7 +39,8 @@ def data_error(fmt: str, path: str, **options) -> str:
 
 # -- registry and options ---------------------------------------------------------------------------------------------
 def test_formats_are_registered_with_a_description() -> None:
-    assert READERS.names() == ["conll", "csv", "hf", "jointbert", "jsonl", "lines", "semeval", "sgd", "spert", "squad", "tsv"]
+    assert READERS.names() == ["conll", "csv", "hf", "jointbert", "jsonl", "lines", "parallel", "semeval", "sgd",
+                               "spert", "squad", "tsv"]
     for _, reader in READERS.items():
         assert (reader.__doc__ or "").strip()  # `polytask list` shows the first line
 
@@ -48,7 +49,7 @@ def test_unknown_format_lists_the_formats(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError) as info:
         read_rows("xlsx", write(tmp_path / "a.xlsx", "x"))
     assert str(info.value) == ("unknown data format 'xlsx'; available: conll, csv, hf, jointbert, jsonl, lines, "
-                               "semeval, sgd, spert, squad, tsv; load a plugin with `polytask --code FILE.py|MODULE "
+                               "parallel, semeval, sgd, spert, squad, tsv; load a plugin with `polytask --code FILE.py|MODULE "
                                "COMMAND ...` (in Python: import its module first), or install the package that "
                                "provides it (entry point group 'polytask.plugins')")
 
@@ -61,6 +62,7 @@ def test_unknown_format_lists_the_formats(tmp_path: Path) -> None:
     ({"token_prefix": ""}, "must not be empty"),
     ({"quoting": "all"}, "'minimal' or 'none'"),
     ({"sheet": 1}, "Extra inputs are not permitted"),
+    ({"suffixes": ["de"]}, "at least two different file suffixes"),
 ])
 def test_bad_options_are_rejected(options: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -71,7 +73,7 @@ def test_option_that_does_not_apply_to_the_format_is_an_error(tmp_path: Path) ->
     path = write(tmp_path / "a.jsonl", '{"x": 1}\n')
     text = data_error("jsonl", path, token_prefix="en:")
     assert text == (f"{path}: field 'options': option(s) token_prefix do not apply to the jsonl format "
-                    "(allowed: encoding)")
+                    "(allowed: encoding, join, rename)")
 
 
 def test_file_columns_in_order_of_first_appearance() -> None:

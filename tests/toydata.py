@@ -101,3 +101,17 @@ def qa_relations_config(root: Path, encoder: str, out: Path, **train_keys: Any) 
         "train": {"output_dir": str(out), "lr": 3e-3, "batch_size": 16, "epochs": 4, "seed": 7,
                   "progress_bar": False, **train_keys},
     }
+
+
+def make_parallel(stem: Path, n: int, seed: int, suffixes: tuple[str, str] = ("src", "tgt")) -> None:
+    """Line-aligned ``STEM.src`` / ``STEM.tgt``: the target names the city and the artist of the source, in that
+    order (a copy task a tiny decoder learns in a few steps)."""
+    rng = random.Random(seed)
+    sources, targets = [], []
+    for _ in range(n):
+        city, artist = rng.choice(CITIES), rng.choice(ARTISTS)
+        sources.append(f"{rng.choice(FILLER)} music by {artist} in {city} {rng.choice(FILLER)}")
+        targets.append(f"{city} {artist}")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.{suffixes[0]}").write_text("\n".join(sources) + "\n", encoding="utf-8")
+    Path(f"{stem}.{suffixes[1]}").write_text("\n".join(targets) + "\n", encoding="utf-8")

@@ -294,6 +294,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     load_weights(model, state, str(weights))
     model.max_length = int(enc.get("max_length", 512))
     model.tokenizer = load_tokenizer(path, tasks)
+    for task in tasks.values():
+        task.bind_tokenizer(model.tokenizer)
     run_file = path / "run_config.yaml"
     model.run_config = yaml.safe_load(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
     return model.to(device).eval()

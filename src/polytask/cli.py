@@ -258,9 +258,13 @@ def predict(
     backend: Annotated[str, typer.Option(help="torch, or onnx (runs CHECKPOINT/model.onnx from `export`)")
                        ] = "torch",
     precision: Annotated[str, typer.Option(help="fp32 or bf16 (bf16 autocast; torch backend only)")] = "fp32",
+    num_beams: Annotated[Optional[int], typer.Option(min=1, max=16, help="seq2seq tasks: beams (1: greedy; "
+                                                                         "default: the task's own)")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, max=1024, help="seq2seq tasks: longest generated "
+                                                          "text in tokens (default: the task's own)")] = None,
 ) -> None:
     """Run every task in one encoder pass per batch: on TEXTs (prints one JSON object each) or on every row of
-    --input (streamed in chunks; writes one JSON line per row to --output)."""
+    --input (streamed in chunks; writes one JSON line per row to --output). Seq2seq tasks answer {"text": ...}."""
     from polytask.inference import Pipeline
 
     if input_file is not None and texts:
@@ -282,14 +286,15 @@ def predict(
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     try:
         pipe = Pipeline.from_pretrained(checkpoint, batch_size=batch_size, precision=precision, backend=backend)
-        if input_file is not None:
-            from polytask.batch_predict import predict_file
+        with pipe.generating({"num_beams": num_beams, "max_new_tokens": max_new_tokens}):
+            if input_file is not None:
+                from polytask.batch_predict import predict_file
 
-            result = predict_file(pipe, input_file, output, tasks=task_list, text_field=text_field,  # type: ignore
-                                  pair_field=pair_field)
-        else:
-            inputs = [(texts[0], pair)] if pair is not None else list(texts)
-            outputs = pipe(inputs, tasks=task_list)
+                result = predict_file(pipe, input_file, output, tasks=task_list,  # type: ignore[arg-type]
+                                      text_field=text_field, pair_field=pair_field)
+            else:
+                inputs = [(texts[0], pair)] if pair is not None else list(texts)
+                outputs = pipe(inputs, tasks=task_list)
     except (PolytaskError, KeyError, ValueError, OSError) as exc:
         _fail(exc)
     if input_file is not None:
@@ -316,6 +321,10 @@ def serve(
                                                        "(0: no limit)")] = 1024,
     graceful_s: Annotated[float, typer.Option(min=0, help="on SIGTERM/Ctrl-C: how long requests in flight may "
                                                           "take to finish")] = 30.0,
+    max_beams: Annotated[int, typer.Option(min=1, max=16, help="seq2seq tasks: most beams a request may ask for")
+                         ] = 4,
+    max_new_tokens: Annotated[int, typer.Option(min=1, max=1024, help="seq2seq tasks: most generated tokens a "
+                                                                      "request may ask for")] = 256,
 ) -> None:
     """Serve every task over HTTP: a page to try the model at /, GET /health, GET /tasks, GET /info, POST /predict,
     docs at /docs."""
@@ -324,7 +333,7 @@ def serve(
     try:
         run_server(str(checkpoint), host=host, port=port, max_batch=max_batch, max_chars=max_chars, wait_ms=wait_ms,
                    max_body_bytes=max_body_bytes, timeout_s=timeout_s or None, max_queue=max_queue or None,
-                   graceful_s=graceful_s)
+                   graceful_s=graceful_s, max_beams=max_beams, max_new_tokens=max_new_tokens)
     except PolytaskError as exc:
         _fail(exc)
 

@@ -257,7 +257,7 @@ def validate_config(
     """Validate a config mapping (already parsed); relative paths are resolved against ``base_dir``.
     ``check_encoder`` False skips the encoder folder and position-table checks (a checkpoint's saved config: its
     weights come from the checkpoint, the encoder it started from may be gone)."""
-    from polytask.data.readers import READERS, ReaderOptions
+    from polytask.data.readers import READERS, ReaderOptions, source_files
     from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
     from polytask.tasks import TASKS
@@ -324,14 +324,16 @@ def validate_config(
         except UnknownNameError as exc:
             problems.append(f"{where}.format: {exc}")
         try:
-            ReaderOptions.model_validate(ds.options)
+            options = ReaderOptions.model_validate(ds.options)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, f"{where}.options"))
+            options = ReaderOptions()
         for split in SPLITS:
             resolved = _resolve_path(ds.split_path(split), base, ds.format)
             setattr(ds, split, resolved)
-            if check_files and resolved and ds.format != "hf" and not Path(resolved).exists():
-                problems.append(f"{where}.{split}: file not found: {resolved}")
+            if check_files and resolved and ds.format != "hf":
+                problems.extend(f"{where}.{split}: file not found: {file}"
+                                for file in source_files(ds.format, resolved, options) if not Path(file).exists())
         if ds.validation and ds.validation_fraction:
             problems.append(f"{where}: give either a validation file or validation_fraction, not both")
     data["datasets"] = {}
@@ -378,6 +380,10 @@ def validate_config(
 
     if check_encoder:
         problems.extend(encoder_problems(run.encoder, typed_tasks))
+    if run.encoder.vocabulary != "full":  # a generating head predicts over every id of the tokenizer
+        problems.extend(f"tasks.{name}: a generating task ({getattr(p, 'type', '')}) needs encoder.vocabulary: full, "
+                        f"not {run.encoder.vocabulary!r}" for name, p in typed_tasks.items()
+                        if TASKS.get(str(getattr(p, "type", ""))).generates)
     problems.extend(_check_training_start(run))
     if problems:
         raise ConfigError(source, *with_hint_once(_without_repeats(problems, non_finite)))

@@ -7,6 +7,10 @@ axes its ``input_fields`` declare. Outputs: one per task (``TASK``), or one per 
 with onnxruntime behind the same call as ``MultiTaskModel``, so ``Pipeline(..., backend="onnx")`` and evaluation
 work unchanged. A call that runs only some tasks still feeds every graph input: the others get zeros of their
 declared shape (their outputs are ignored).
+
+Generating tasks (``Task.generates``: seq2seq) are not exported: their search (greedy or beam, token by token with
+a cache) is a loop in Python around the decoder, not one graph. The graph holds the encoder and every other head;
+``OnnxModel`` knows only the exported tasks, so an ONNX pipeline answers the others as unknown tasks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ AXES = {"batch": "batch", "tokens": "sequence", "words": "words"}
 DTYPES = {"int64": np.int64, "float32": np.float32}
 
 
+def exported_tasks(model: Any) -> list[str]:
+    """The tasks the graph holds: every task that does not generate text."""
+    return [name for name, task in model.tasks.items() if not task.generates]
+
+
+def skipped_tasks(model: Any) -> list[str]:
+    """The generating tasks ``export_onnx`` leaves out (see the module docstring)."""
+    return [name for name, task in model.tasks.items() if task.generates]
+
+
 def graph_inputs(model: Any) -> dict[str, FieldSpec]:
     """Name -> spec of every graph input, in order."""
     specs = {"input_ids": FieldSpec(("batch", "tokens")), "attention_mask": FieldSpec(("batch", "tokens"))}
@@ -33,8 +47,8 @@ def graph_inputs(model: Any) -> dict[str, FieldSpec]:
         specs["token_type_ids"] = FieldSpec(("batch", "tokens"))
     if any(t.needs_words for t in model.tasks.values()):
         specs["word_index"] = FieldSpec(("batch", "words"))
-    for name, task in model.tasks.items():
-        for field, spec in task.input_fields.items():
+    for name in exported_tasks(model):
+        for field, spec in model.tasks[name].input_fields.items():
             specs[f"{name}.{field}"] = spec
     return specs
 
@@ -56,7 +70,7 @@ class AllHeads(nn.Module):
             if dot:
                 task_inputs.setdefault(task, {})[field] = value
         inputs = {k: v for k, v in named.items() if "." not in k}
-        outputs = self.model(inputs, task_inputs, list(self.model.tasks))
+        outputs = self.model(inputs, task_inputs, exported_tasks(self.model))
         names, flat_out = [], []
         for task, out in outputs.items():
             if isinstance(out, dict):
@@ -97,7 +111,12 @@ def sample_feed(model: Any, texts: list[str] | None = None) -> dict[str, np.ndar
 
 def export_onnx(model: MultiTaskModel, path: str | Path, opset: int = 17) -> Path:
     """Write ``path`` (.onnx) with dynamic axes, plus ``path.json`` naming inputs (with axes and dtypes) and
-    outputs."""
+    outputs. Generating tasks are left out (:func:`skipped_tasks`); a model with nothing else is refused."""
+    from polytask.errors import PolytaskError
+
+    if not exported_tasks(model):
+        raise PolytaskError(f"nothing to export to ONNX: every task ({', '.join(model.tasks)}) generates text, and "
+                            "generation is not exported (serve it with the PyTorch backend)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
@@ -146,7 +165,9 @@ class OnnxModel:
         meta = json.loads(Path(str(onnx_path) + ".json").read_text(encoding="utf-8"))
         self.inputs = {n: FieldSpec(tuple(v["axes"]), v["dtype"]) for n, v in meta["inputs"].items()}
         self.output_names: list[str] = meta["outputs"]
-        self.tasks, self.tokenizer = like.tasks, like.tokenizer
+        # only the tasks in the graph: a generating task (never exported) is unknown to an ONNX pipeline
+        self.tasks = {name: like.tasks[name] for name in exported_tasks(like)}
+        self.tokenizer = like.tokenizer
         self.max_length, self.run_config = like.max_length, like.run_config
 
     def eval(self) -> OnnxModel:

@@ -15,7 +15,7 @@ def run_export(checkpoint: Path, output: Path | None, quantize: str | None, spli
     from polytask.config import SPLITS
     from polytask.errors import check_choice
     from polytask.evaluate import aggregate, evaluate
-    from polytask.export import OnnxModel, export_onnx, parity, quantize_int8
+    from polytask.export import OnnxModel, export_onnx, exported_tasks, parity, quantize_int8, skipped_tasks
     from polytask.model import MultiTaskModel
 
     check_choice("--split", split, SPLITS, "split")  # before the export, not after minutes of it
@@ -23,7 +23,11 @@ def run_export(checkpoint: Path, output: Path | None, quantize: str | None, spli
         check_choice("--quantize", quantize, ("int8",), "quantization")
     model = MultiTaskModel.from_pretrained(checkpoint)
     path = export_onnx(model, output or checkpoint / "model.onnx")
-    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): heads of {', '.join(model.tasks)}")
+    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): heads of "
+                  f"{', '.join(exported_tasks(model))}")
+    if skipped_tasks(model):
+        console.print(f"[yellow]not exported: {', '.join(skipped_tasks(model))} (generating tasks: their search "
+                      "runs in Python; serve them with the PyTorch backend)[/]")
     table = Table(title="ONNX vs PyTorch: max |difference| of logits on sample inputs")
     table.add_column("output")
     table.add_column("fp32 ONNX", justify="right")
@@ -65,8 +69,12 @@ def _data(model, split: str, checkpoint: Path):
 
     if model.run_config is None:
         raise PolytaskError("the checkpoint has no run_config.yaml")
+    from polytask.export import exported_tasks
+
     cfg = saved_run_config(checkpoint, model.run_config)
-    data = load_data(cfg, model.tokenizer, splits=(split,), tasks=dict(model.tasks))
+    kept = exported_tasks(model)  # the tasks the graph holds (generating ones are not exported)
+    cfg = cfg.model_copy(update={"tasks": {n: p for n, p in cfg.tasks.items() if n in kept}})
+    data = load_data(cfg, model.tokenizer, splits=(split,), tasks={n: model.tasks[n] for n in cfg.tasks})
     if not data.splits.get(split):
         raise PolytaskError(f"no {split!r} split in the checkpoint's data")
     return data

@@ -5,6 +5,7 @@
     pipe([("A man plays.", "Someone plays music.")])               # every task that reads a pair (QA too)
     pipe([{"question": "Who plays?", "context": "A man plays."}])  # the same, with names
     pipe(["The <e1>company</e1> makes <e2>chairs</e2>."])          # relation classification (entity markers)
+    pipe(["ein mann spielt gitarre ."], generation={"num_beams": 4})  # seq2seq: generated text, beam search
 
 An input's kind (text, pair, entities) selects the tasks that read it (see ``polytask.data.inputs.input_kind``).
 Tasks that read the same input spec share one encoder pass; inputs are featurised exactly as in training
@@ -15,7 +16,8 @@ does (``polytask.evaluate.predict_split``, with the temperatures stored in the c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,13 +121,27 @@ class Pipeline:
                                 allowed=exc.allowed) from None
         return examples
 
+    @contextmanager
+    def generating(self, settings: Mapping[str, int | None] | None) -> Iterator[None]:
+        """Inside the block every generating task (seq2seq) uses ``settings`` (``num_beams``, ``max_new_tokens``;
+        None or absent: the task's own)."""
+        with ExitStack() as stack:
+            for task in self.model.tasks.values():
+                if settings and task.generates:
+                    stack.enter_context(task.generation_settings(**settings))
+            yield
+
     @torch.inference_mode()
-    def __call__(self, inputs: InputItem | Sequence[InputItem], tasks: Sequence[str] | None = None
-                 ) -> list[dict[str, Any]]:
-        """-> one dict per input: {task: prediction}. A single input (string, pair, mapping) gives a list of one."""
+    def __call__(self, inputs: InputItem | Sequence[InputItem], tasks: Sequence[str] | None = None,
+                 generation: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
+        """-> one dict per input: {task: prediction}. A single input (string, pair, mapping) gives a list of one.
+        ``generation``: settings of the generating tasks for this call (see :meth:`generating`)."""
         items = self._items(inputs)
         if not items:
             return []
+        if generation:
+            with self.generating(generation):
+                return self(items, tasks)
         names = self._task_names(items, tasks)
         out: list[dict[str, Any]] = [{} for _ in items]
         model_tasks = self.model.tasks

@@ -84,7 +84,7 @@ class MultiTaskModel(nn.Module):
         self._add_parameters(name, task)
 
     def _add_parameters(self, name: str, task: Task) -> None:
-        self.heads[name] = task.build_head(self.hidden, self.dropout)
+        self.heads[name] = task.build_head_on(self.encoder, self.hidden, self.dropout)
         if self.task_embedding is not None:
             self.task_embedding[name] = nn.Parameter(torch.zeros(self.hidden))  # start as the plain shared model
 

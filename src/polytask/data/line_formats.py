@@ -14,9 +14,11 @@ from polytask.errors import DataError
 
 
 # -- jsonl ------------------------------------------------------------------------------------------------------------
-@_reader("jsonl", "encoding")
+@_reader("jsonl", "encoding", "join", "rename")
 def read_jsonl(path: str, options: ReaderOptions, split: str | None = None) -> list[Row]:
-    """One JSON object per line (blank lines skipped); values keep their JSON types."""
+    """One JSON object per line (blank lines skipped); values keep their JSON types. ``rename`` renames columns
+    where a file has them (DialogSum's test ``summary1`` is train's ``summary``); ``join`` joins a column's list of
+    strings into one text with its separator (SciTLDR's ``source``: a list of sentences)."""
     file = _existing_file(path)
     rows = []
     for number, line in _numbered_lines(_read_text(file, options.encoding)):
@@ -29,8 +31,26 @@ def read_jsonl(path: str, options: ReaderOptions, split: str | None = None) -> l
         if not isinstance(value, dict):
             raise DataError(f"expected a JSON object ({{...}}) per line, found {_json_kind(value)}", file=path,
                             line=number, value=value)
-        rows.append(Row(value, f"{path}:{number}", path, number))
+        rows.append(Row(_reshape(value, options, path, number), f"{path}:{number}", path, number))
     return _require_rows(rows, path)
+
+
+def _reshape(value: dict[str, Any], options: ReaderOptions, path: str, number: int) -> dict[str, Any]:
+    """One record with ``options.rename`` and ``options.join`` applied."""
+    for old, new in (options.rename or {}).items():
+        if old in value:
+            if new in value:
+                raise DataError(f"cannot rename column {old!r} to {new!r}: the record has both", file=path,
+                                line=number, field=old)
+            value[new] = value.pop(old)
+    for column, separator in (options.join or {}).items():
+        items = value.get(column)
+        if isinstance(items, list):
+            if not all(isinstance(item, str) for item in items):
+                raise DataError("join: expected a list of strings", file=path, line=number, field=column,
+                                value=items)
+            value[column] = separator.join(items)
+    return value
 
 
 def _json_kind(value: Any) -> str:

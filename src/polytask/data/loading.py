@@ -40,6 +40,8 @@ def load_data(cfg: RunConfig, tokenizer, splits: tuple[str, ...] = ("train", "va
     sources = cfg.sources_of()
     fit = tasks is None if fit is None else fit
     tasks = tasks if tasks is not None else build_tasks(cfg)
+    for task in tasks.values():  # tasks that tokenise targets or write text keep the tokenizer
+        task.bind_tokenizer(tokenizer)
     breakdown = {s: str(cfg.datasets[s].breakdown) for s in sources if cfg.datasets[s].breakdown}
     data = MultiTaskData(tasks=tasks, sources=sources, breakdown=breakdown)
     wanted = tuple(dict.fromkeys((("train",) if fit else ()) + tuple(splits)))

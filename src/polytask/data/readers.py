@@ -8,7 +8,8 @@ mark at the start of a file is always dropped (GLUE MRPC files start with one).
 Built-in formats:
 
 - ``csv`` / ``tsv``: a header row (or ``column_names``); every value is a string.
-- ``jsonl``: one JSON object per line; values keep their JSON types.
+- ``jsonl``: one JSON object per line; values keep their JSON types (``rename`` / ``join`` options: see
+  ``read_jsonl``).
 - ``conll``: one ``token tag`` line per word, a blank line between sentences, ``-DOCSTART-`` lines ignored.
 - ``jointbert``: a folder with line-aligned ``seq.in`` (words), ``seq.out`` (tags) and ``label`` (intent).
 - ``lines``: ``LABEL text...`` per line (TREC); ``COARSE:fine`` labels also give ``coarse_label``.
@@ -20,9 +21,12 @@ Built-in formats:
 - ``sgd``: Schema-Guided Dialogue folders (gzip-compressed or plain JSON); one row per user turn with its history,
   intent, requested slots, slot tags and dialogue state.
 
+- ``parallel``: line-aligned files ``PATH.SUFFIX`` (``options.suffixes``, e.g. Multi30k's ``train.de`` and
+  ``train.en``), one column per suffix.
+
 This module holds the registry, the options and the shared decoding helpers; the formats live in
 ``delimited.py`` (csv, tsv), ``line_formats.py`` (jsonl, conll, jointbert, lines), ``relations.py`` (semeval,
-spert), ``squad.py``, ``sgd.py`` and ``hf.py``.
+spert), ``squad.py``, ``sgd.py``, ``parallel.py`` and ``hf.py``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,16 @@ class ReaderOptions(BaseModel):
     history_turns: int = Field(1, ge=0)  # sgd: previous turns the dialogue input reads (0: the user turn alone)
     seen_schema: str | None = None  # sgd: the training split's schema.json (services in it are "seen")
     dialogues_per_file: int | None = Field(None, ge=1)  # sgd: read only the first N dialogues of each file
+    suffixes: list[str] | None = None  # parallel: one column per file PATH.SUFFIX, named by its suffix
+    join: dict[str, str] | None = None  # jsonl: column -> separator joining its list of strings into one text
+    rename: dict[str, str] | None = None  # jsonl: old column name -> new, where a file has the old one
+
+    @field_validator("suffixes")
+    @classmethod
+    def _two_suffixes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) < 2 or len(set(value)) != len(value) or not all(value)):
+            raise ValueError("suffixes must name at least two different file suffixes, e.g. [de, en]")
+        return value
 
     @field_validator("encoding")
     @classmethod
@@ -104,6 +118,15 @@ READER_OPTIONS: dict[str, frozenset[str]] = {}  # format -> the options it reads
 # format -> the input spec its rows give a task that keeps the default input (built from the DatasetConfig); a
 # format absent here gives the text (or text pair) input
 READER_INPUTS: dict[str, Callable[[Any], Any]] = {}
+
+# format -> the files a config path stands for (default: the path itself), for the config's file check
+READER_FILES: dict[str, Callable[[str, ReaderOptions], list[str]]] = {}
+
+
+def source_files(fmt: str, path: str, options: ReaderOptions) -> list[str]:
+    """The files (or folders) a dataset path of format ``fmt`` reads: ``path``, or e.g. ``PATH.de``, ``PATH.en``."""
+    files = READER_FILES.get(fmt)
+    return files(path, options) if files is not None else [path]
 
 
 def _reader(name: str, *options: str) -> Callable[[Reader], Reader]:
@@ -196,4 +219,4 @@ def _require_rows(rows: list[Row], where: str) -> list[Row]:
 
 
 # the built-in formats register themselves on import (after the helpers above exist: they import them)
-from polytask.data import delimited, hf, line_formats, relations, sgd, squad  # noqa: E402,F401
+from polytask.data import delimited, hf, line_formats, parallel, relations, sgd, squad  # noqa: E402,F401

@@ -48,7 +48,7 @@ def clean_text(text: str, where: str, max_chars: int) -> str:
 def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, wait_ms: float = 5.0,
                max_body_bytes: int = MAX_BODY_BYTES, timeout_s: Optional[float] = 30.0,
                max_queue: Optional[int] = 1024, drain_s: Optional[float] = 30.0,
-               metrics: Optional[dict[str, Any]] = None):
+               metrics: Optional[dict[str, Any]] = None, max_beams: int = 4, max_new_tokens: int = 256):
     """Build the FastAPI app around a loaded pipeline.
 
     ``max_batch``: most inputs in one request (and in one micro-batch); ``max_chars``: most characters in one text;
@@ -56,7 +56,8 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
     413 before they are read; ``timeout_s``: a request not answered by then gets 504 (None: no limit);
     ``max_queue``: requests waiting beyond this get 503 (None: no limit); ``drain_s``: at shutdown, how long the
     queued requests may take to be answered; ``metrics``: the checkpoint's stored scores, shown by ``GET /info``
-    and the page (:func:`polytask.serve.page.read_metrics`).
+    and the page (:func:`polytask.serve.page.read_metrics`); ``max_beams`` / ``max_new_tokens``: the most a request
+    may ask of a generating (seq2seq) task, whose cost grows with both.
     """
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
@@ -78,6 +79,15 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
         question: str
         context: str
 
+    beam_limit, token_limit = max_beams, max_new_tokens  # (the class body below reuses the names)
+
+    class Generation(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        num_beams: Optional[int] = Field(None, ge=1, le=beam_limit, description=f"1 (greedy) to {beam_limit} "
+                                         "(beam search); default: the task's own")
+        max_new_tokens: Optional[int] = Field(None, ge=1, le=token_limit, description="longest generated text "
+                                              f"in tokens, at most {token_limit}; default: the task's own")
+
     class DialogueTurn(BaseModel):  # polytask.data.dialogue_input: a user turn, its history, the previous state
         model_config = ConfigDict(extra="forbid")
         text: str
@@ -96,6 +106,8 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
                         f"service}} for dialogue tasks; each text at most {max_chars} "
                         "characters of valid Unicode (control characters are read as spaces)")
         tasks: Optional[list[str]] = Field(None, description="task names (default: every task for this input kind)")
+        generation: Optional[Generation] = Field(None, description="settings of the generating (seq2seq) tasks for "
+                                                                   "this request")
 
         @field_validator("texts")
         @classmethod
@@ -177,8 +189,9 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
         try:
             # alone, before it meets other requests: tasks that do not read this kind, entity spans outside the text
             pipeline.check(inputs, request.tasks)
-            outputs = await asyncio.wait_for(batcher.predict(inputs, request.tasks, pipeline.kind_of(inputs[0])),
-                                             timeout_s)
+            settings = request.generation.model_dump(exclude_none=True) if request.generation else None
+            outputs = await asyncio.wait_for(batcher.predict(inputs, request.tasks, pipeline.kind_of(inputs[0]),
+                                                             settings or None), timeout_s)
         except ValueError as exc:  # a DataError of this request's own inputs (it failed alone)
             raise HTTPException(422, detail=str(exc)) from None
         except Unavailable as exc:

@@ -1,7 +1,7 @@
 """Micro-batching: requests that arrive within a short window share one encoder pass.
 
 Each request waits at most ``wait_ms`` for company; requests are grouped by (task list, input kind: text, pair or
-entities) so a group can run as one pipeline call. The model runs in one worker thread, so the event loop stays
+entities, generation settings) so a group can run as one pipeline call. The model runs in one worker thread, so the event loop stays
 responsive and the model never sees two batches at once.
 
 One request never hurts another: when a call that merged several requests fails, each of them runs again alone,
@@ -12,6 +12,7 @@ skipped. ``stop`` refuses new requests and answers every queued one before the w
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -46,10 +47,11 @@ class _Request:
     tasks: tuple[str, ...] | None
     kind: str
     future: asyncio.Future = field(repr=False)
+    generation: tuple[tuple[str, int], ...] = ()  # sorted (setting, value) pairs of a request's generation
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.tasks, self.kind)
+        return (self.tasks, self.kind, self.generation)
 
 
 class MicroBatcher:
@@ -102,8 +104,10 @@ class MicroBatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
 
-    async def predict(self, inputs: list[Any], tasks: list[str] | None, kind: str = "text") -> list[dict[str, Any]]:
-        """``kind``: the input kind of every item (requests of one kind and task list share a pipeline call)."""
+    async def predict(self, inputs: list[Any], tasks: list[str] | None, kind: str = "text",
+                      generation: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """``kind``: the input kind of every item; ``generation``: settings of the generating tasks (requests of
+        one kind, task list and generation settings share a pipeline call)."""
         if self._closing:
             self.stats.refused += 1
             raise Unavailable("the server is shutting down")
@@ -115,7 +119,8 @@ class MicroBatcher:
             raise Unavailable(f"busy: {self._queue.qsize()} requests are waiting (the limit is {self.max_queue}); "
                               "retry later")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(inputs, tuple(tasks) if tasks else None, kind, future))
+        self._queue.put_nowait(_Request(inputs, tuple(tasks) if tasks else None, kind, future,
+                                        tuple(sorted((generation or {}).items()))))
         return await future
 
     async def _collect(self) -> list[_Request]:
@@ -164,11 +169,13 @@ class MicroBatcher:
         reqs = [r for r in reqs if not r.future.done()]
         if not reqs:
             return
-        tasks = reqs[0].tasks
+        tasks, generation = reqs[0].tasks, dict(reqs[0].generation) or None
         inputs = [x for r in reqs for x in r.inputs]
+        # settings only when a request has some: the plain call stays (inputs, tasks)
+        call = functools.partial(self.pipeline, generation=generation) if generation else self.pipeline
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.pipeline, inputs, list(tasks) if tasks else None)
+                self._pool, call, inputs, list(tasks) if tasks else None)
         except Exception as exc:  # noqa: BLE001  (handed to the request it belongs to; the worker lives on)
             if len(reqs) > 1:
                 self.stats.split_calls += 1

@@ -13,7 +13,10 @@
 
 A task type is a class registered in ``TASKS`` under the name users write as ``type:``. Training, evaluation,
 ``Pipeline``, the server and ONNX export all go through these methods and the capabilities the class declares
-(``needs_words``, ``input_fields``, ``calibration_heads``, ``gate``, ``stock_head``, ``hub_task``); nothing branches on a type's name.
+(``needs_words``, ``input_fields``, ``calibration_heads``, ``gate``, ``stock_head``, ``hub_task``, ``generates``);
+nothing branches on a type's name. A generating task (seq2seq) writes text at inference: its head takes the same
+encoder output and searches token by token inside ``forward``, with settings a call may change
+(``generation_settings``); it is left out of the ONNX graph.
 ``docs/python-api.md`` walks through writing one.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
@@ -131,6 +135,8 @@ class Task(ABC):
     input_fields: ClassVar[dict[str, FieldSpec]] = {}  # the forward inputs this task collates (ONNX graph inputs)
     distillable: ClassVar[bool] = False  # soft_target() + "soft"/"teacher_weight" targets (polytask.tasks.distillation)
     hub_task: ClassVar[str | None] = None  # its Hugging Face task tag (model cards: tags, model-index task type)
+    # its head writes text token by token at inference (seq2seq): no ONNX graph, per-call generation settings
+    generates: ClassVar[bool] = False
 
     def __init__(self, name: str, params: TaskParams) -> None:
         self.name, self.params = name, params
@@ -140,6 +146,10 @@ class Task(ABC):
         self.temperatures: dict[str, float] = {}
 
     # -- input -------------------------------------------------------------------------------------------------------
+    def bind_tokenizer(self, tokenizer: Any) -> None:
+        """The model's tokenizer, given before featurising and decoding (a task that tokenises or writes text of
+        its own, e.g. a seq2seq target, keeps it); nothing by default."""
+
     def input_spec(self, dataset: DatasetConfig) -> InputSpec:
         """What this task reads from its dataset: by default the text (or the text pair when the dataset has one), or
         the input its format declares (``READER_INPUTS``: the ``sgd`` format gives a dialogue turn and history)."""
@@ -209,6 +219,11 @@ class Task(ABC):
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         """The task's own parameters."""
 
+    def build_head_on(self, encoder: nn.Module, hidden_size: int, dropout: float) -> nn.Module:
+        """The head for ``encoder``: by default :meth:`build_head` (a head needs only the encoder's width); a head
+        initialised from the encoder's own weights (seq2seq, BERT2BERT) overrides this."""
+        return self.build_head(hidden_size, dropout)
+
     @abstractmethod
     def forward(self, head: nn.Module, encoded: Encoded, inputs: dict[str, torch.Tensor]) -> Output:
         """Head outputs for a batch (pure tensor code: it is traced into the ONNX graph)."""
@@ -235,6 +250,12 @@ class Task(ABC):
         """Metrics over examples, keys in the order of ``metric_names``."""
 
     # -- calibration and min_score (capabilities; the defaults: not calibrated, every answer given) -----------------
+    def generation_settings(self, num_beams: int | None = None, max_new_tokens: int | None = None
+                            ) -> AbstractContextManager[None]:
+        """Generate with these settings (None: the task's own) inside the block; only for task types that declare
+        ``generates``."""
+        raise NotImplementedError(f"task type {self.params.type!r} does not generate text")
+
     def calibration_heads(self) -> dict[str, CalibrationKind]:
         """The heads whose outputs are class probabilities: name -> "softmax" or "sigmoid". Each gets one
         temperature, fitted on validation and applied in :meth:`host_outputs`; empty: nothing to calibrate."""
