@@ -351,7 +351,7 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
                "validation": validation, "test": test, "train_seconds": round(state.seconds, 2),
                "step_seconds": round(state.step_seconds, 3), "timed_steps": state.timed_steps,
                "train_examples": state.examples,
-               "processes": accelerator.num_processes}
+               "processes": accelerator.num_processes, "parameters": parameter_counts(core)}
     if main:
         with atomic_dir(best_dir) as tmp:
             write_model_files(best, tmp, summary)
@@ -360,6 +360,13 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
     metrics_log.close()
     accelerator.wait_for_everyone()
     return TrainResult(out_dir, best_dir, state.step, state.best, validation, test, state.seconds, history)
+
+
+def parameter_counts(model: MultiTaskModel) -> dict[str, Any]:
+    """Total and trainable parameters (as trained: train.freeze applied) and what the sharing design adds."""
+    return {"total": model.num_parameters(), "trainable": model.num_parameters(trainable=True),
+            "sharing": model.sharing.name,
+            "sharing_added": sum(p.numel() for p in model.sharing.added_parameters())}
 
 
 def _broadcast_parameters(model: torch.nn.Module, accelerator: Any) -> None:

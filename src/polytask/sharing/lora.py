@@ -45,7 +45,7 @@ class LoraSharing(SplitSharing):
     def attach(self, encoder: nn.Module, tasks: list[str]) -> None:
         super().attach(encoder, tasks)
         self.adapted: list[str] = []
-        self._lora: list[nn.Module] = []
+        self._lora: list[Any] = []  # PEFT's adapted layers (BaseTunerLayer) in the top layers
         self._adapters: list[nn.Parameter] = []
         for name in self.params.tasks if self.params.tasks is not None else tasks:
             self.add_task(name)
