@@ -9,6 +9,7 @@ all the tasks without one (adapters off). ``train.freeze: [encoder]`` trains the
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from typing import Any, Literal
 
@@ -39,7 +40,9 @@ class LoraSharing(SplitSharing):
     @classmethod
     def check(cls, params: Any, depth: int | None, tasks: list[str]) -> list[str]:
         unknown = [t for t in params.tasks or [] if t not in tasks]
-        return layers_problem(params.layers, depth) + (
+        missing = [] if importlib.util.find_spec("peft") else [
+            "name: 'lora' needs the peft package: pip install 'polytask[sharing]'"]
+        return missing + layers_problem(params.layers, depth) + (
             [f"tasks: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(tasks)}"] if unknown else [])
 
     def attach(self, encoder: nn.Module, tasks: list[str]) -> None:
