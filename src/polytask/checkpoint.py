@@ -181,7 +181,8 @@ def model_config(model) -> dict[str, Any]:
     from polytask.vocabulary import vocabulary_config
 
     encoder = {"config": model.encoder.config.to_dict(), "pooling": model.pooling,
-               "task_embedding": model.task_embedding is not None, "max_length": model.max_length}
+               "task_embedding": model.task_embedding is not None, "max_length": model.max_length,
+               "sharing": model.sharing.to_config()}  # rebuilt on load before the weights (adapters, experts)
     if (vocabulary := vocabulary_config(model)) is not None:  # pruned: the map [ids] is in model.safetensors
         encoder["vocabulary"] = vocabulary
     return {
@@ -281,7 +282,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     tasks = load_tasks(config)
     enc = config["encoder"]
     model = MultiTaskModel(encoder_from_config(enc["config"]), tasks, pooling=enc["pooling"],
-                           task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1))
+                           task_embedding=enc["task_embedding"], dropout=config.get("dropout", 0.1),
+                           sharing=enc.get("sharing"))  # absent (saved before sharing designs): hard
     if "vocabulary" in enc:  # a pruned word-embedding table: the map's values come with the weights
         model.set_vocab_map(torch.zeros(int(enc["vocabulary"]["ids"]), dtype=torch.long))
     weights = path / "model.safetensors"

@@ -571,21 +571,23 @@ def demo(
 
 @app.command("list")
 def list_plugins() -> None:
-    """List the registered task types, input specs, samplers, loss weightings, gradient methods, data formats and
-    experiment trackers, with where each comes from (built-in, or the plugin module that registered it)."""
+    """List the registered task types, input specs, samplers, loss weightings, gradient methods, data formats,
+    experiment trackers and sharing designs, with where each comes from (built-in, or the plugin module that registered it)."""
     from polytask.data import input_specs  # noqa: F401  (registers the built-in input specs)
     from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
     from polytask.gradients import GRADIENT_METHODS
     from polytask.plugins import origin
     from polytask.sampling import SAMPLERS
+    from polytask.sharing import SHARING
     from polytask.tasks import TASKS
     from polytask.trackers import TRACKERS
     from polytask.weighting import WEIGHTINGS
 
     for title, registry in (("task types", TASKS), ("input specs", INPUTS), ("samplers", SAMPLERS),
                             ("loss weightings", WEIGHTINGS), ("gradient methods", GRADIENT_METHODS),
-                            ("data formats", READERS), ("experiment trackers (train.report_to)", TRACKERS)):
+                            ("data formats", READERS), ("experiment trackers (train.report_to)", TRACKERS),
+                            ("sharing designs (encoder.sharing)", SHARING)):
         table = Table(title=title)
         table.add_column("name")
         table.add_column("description")

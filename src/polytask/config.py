@@ -56,6 +56,13 @@ class EncoderConfig(_Strict):
     revision: str | None = None
     # prune the word-embedding table to the pieces of these splits (polytask.vocabulary); full: keep every row
     vocabulary: Literal["full", "train", "all_splits"] = "full"
+    # how the tasks share the layers (polytask.sharing, docs/sharing.md): hard, lora, moe, cross_stitch
+    sharing: PluginConfig = Field(default_factory=lambda: PluginConfig(name="hard"))
+
+    @field_validator("sharing", mode="before")
+    @classmethod
+    def _sharing_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value  # `sharing: lora` is {name: lora}
 
 
 class SampleConfig(_Strict):
@@ -260,6 +267,7 @@ def validate_config(
     from polytask.data.readers import READERS, ReaderOptions, source_files
     from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
+    from polytask.sharing import sharing_problems
     from polytask.tasks import TASKS
     from polytask.weighting import WEIGHTINGS
 
@@ -365,6 +373,7 @@ def validate_config(
         for msg in getattr(cls, "check", lambda *_: [])(params, list(typed_tasks)):
             problems.append(f"{kind}: {msg}")
 
+    problems.extend(sharing_problems(data.get("encoder"), list(typed_tasks), _pydantic_problems))
     problems.extend(_tracker_problems(data.get("train")))
     evaluation = data.get("evaluation")
     metric = evaluation.get("metric", "mean") if isinstance(evaluation, dict) else "mean"

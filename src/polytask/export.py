@@ -118,6 +118,11 @@ def export_onnx(model: MultiTaskModel, path: str | Path, opset: int = 17) -> Pat
         raise PolytaskError(f"nothing to export to ONNX: every task ({', '.join(model.tasks)}) generates text, and "
                             "generation is not exported (serve it with the PyTorch backend)")
     path = Path(path)
+    if not model.sharing.onnx_exportable:
+        from polytask.errors import PolytaskError
+
+        raise PolytaskError(f"ONNX export does not cover encoder.sharing {model.sharing.name!r} "
+                            f"({model.sharing.to_config()}); export a model trained with another design")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
     wrapper = AllHeads(model).eval()

@@ -63,6 +63,10 @@ def export_hf(model: MultiTaskModel, task: str, out: str | Path, source: str = "
     if task not in model.tasks:
         raise OptionError("--task", task, "not a task of the checkpoint", ", ".join(model.tasks))
     _check_out(out)
+    if not model.sharing.hf_exportable:
+        raise NotExportable(f"task {task!r}: the model has encoder.sharing {model.sharing.name!r} "
+                            f"({model.sharing.to_config()}), with per-task layers that a stock transformers model "
+                            "has no place for; only encoder.sharing: hard exports to --format hf (use --format onnx)")
     model = model.eval().float()
     spec = model.tasks[task].stock_head(model.heads[task])
     if spec.reads == "first_token" and model.pooling != "cls":

@@ -24,7 +24,7 @@ class MultiTaskModel(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, tasks: dict[str, Task], pooling: str = "mean",
-                 task_embedding: bool = False, dropout: float = 0.1) -> None:
+                 task_embedding: bool = False, dropout: float = 0.1, sharing: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.tasks = dict(tasks)  # plain dict: label spaces, input specs and decoding live on the Task objects
@@ -36,6 +36,11 @@ class MultiTaskModel(nn.Module):
         self.task_embedding: nn.ParameterDict | None = nn.ParameterDict() if task_embedding else None
         for name, task in tasks.items():
             self._add_parameters(name, task)
+        from polytask.sharing import build_sharing
+
+        # how the tasks share the encoder's layers (encoder.sharing; polytask.sharing): hard (one pass), or per-task
+        # top layers (adapters, experts, cross-stitched branches) above a bottom that runs once per batch
+        self.sharing = build_sharing(sharing, encoder, list(tasks))
         self._uses_token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
         # tokenizer id -> row of a pruned word-embedding table (polytask.vocabulary); None: the encoder's own ids
         self.vocab_map: torch.Tensor | None
@@ -45,32 +50,58 @@ class MultiTaskModel(nn.Module):
         self.run_config: dict[str, Any] | None = None
         self.max_length: int = 512
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (token vectors [B, T, H], pooled vector [B, H])."""
+    def encoder_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       token_type_ids: torch.Tensor | None = None) -> dict[str, Any]:
+        """The encoder's keyword arguments: ids through a pruned vocabulary's map, token types where it uses them."""
         if self.vocab_map is not None:  # a pruned vocabulary: the tokenizer's ids -> the kept rows (<unk> outside)
             input_ids = self.vocab_map[input_ids]
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._uses_token_types:
             kwargs["token_type_ids"] = token_type_ids
-        tokens = self.encoder(**kwargs).last_hidden_state
+        return kwargs
+
+    def pool(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token vectors [B, T, H] -> one vector per row [B, H] (mean over real tokens, or the first token)."""
         if self.pooling == "cls":
-            return tokens, tokens[:, 0]
+            return tokens[:, 0]
         mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return tokens, pooled
+        return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (token vectors [B, T, H], pooled vector [B, H]) of the whole encoder, every layer shared."""
+        tokens = self.encoder(**self.encoder_inputs(input_ids, attention_mask, token_type_ids)).last_hidden_state
+        return tokens, self.pool(tokens, attention_mask)
 
     def forward(self, inputs: dict[str, torch.Tensor], task_inputs: dict[str, dict[str, torch.Tensor]] | None = None,
                 tasks: list[str] | None = None, return_features: bool = False
                 ) -> dict[str, Output] | tuple[dict[str, Output], torch.Tensor]:
         """``inputs``: input_ids, attention_mask [B, T] (token_type_ids, word_index [B, W] when present);
         ``task_inputs``: each task's own tensors. -> {task: head output}; with ``return_features`` also the shared
-        representation (the encoder's token vectors [B, T, H], what gradient methods differentiate through)."""
+        representation [B, T, H], what gradient methods differentiate through: the encoder's token vectors under
+        hard sharing, the output of the shared bottom layers under a design with per-task top layers.
+
+        The sharing design runs the shared part once and its top layers once per group of tasks; each group's
+        tokens are pooled and go through the one head dispatch."""
         mask = inputs["attention_mask"]
-        tokens, pooled = self.encode(inputs["input_ids"], mask, inputs.get("token_type_ids"))
-        out = self.heads_forward(tokens, pooled, mask, inputs.get("word_index"), task_inputs or {},
-                                 tasks or list(self.tasks))
-        return (out, tokens) if return_features else out
+        names = tasks or list(self.tasks)
+        kwargs = self.encoder_inputs(inputs["input_ids"], mask, inputs.get("token_type_ids"))
+        passes, features = self.sharing.encode(kwargs, names)
+        out: dict[str, Output] = {}
+        for group, tokens in passes:
+            out.update(self.heads_forward(tokens, self.pool(tokens, mask), mask, inputs.get("word_index"),
+                                          task_inputs or {}, group))
+        if len(passes) > 1:
+            out = {name: out[name] for name in names}  # in the order asked, whatever the grouping
+        return (out, features) if return_features else out
+
+    def auxiliary_losses(self) -> dict[str, Any]:
+        """The sharing design's own losses of the last forward (name -> AuxLoss; e.g. load balancing)."""
+        return self.sharing.auxiliary_losses()
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters below the shared representation (a gradient method's Jacobian columns)."""
+        return self.sharing.shared_parameters()
 
     def set_vocab_map(self, mapping: torch.Tensor) -> None:
         """Use a pruned word-embedding table: ``mapping`` [V] gives each tokenizer id its row (saved as a buffer)."""
@@ -82,6 +113,7 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"task {name!r} is in the model already")
         self.tasks[name] = task
         self._add_parameters(name, task)
+        self.sharing.add_task(name)
 
     def _add_parameters(self, name: str, task: Task) -> None:
         self.heads[name] = task.build_head_on(self.encoder, self.hidden, self.dropout)
@@ -117,5 +149,5 @@ class MultiTaskModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def num_parameters(self, trainable: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)

@@ -146,12 +146,13 @@ def with_hint_once(problems: list[str]) -> tuple[list[str], str | None]:
 
 def used_plugins(tasks: dict[str, Any], run_config: dict[str, Any] | None) -> dict[str, str]:
     """``"KIND 'NAME'" -> "MODULE (FILE)"`` for every plugin that is not built in and that a model's tasks (their
-    types and input specs) or its run config (sampler, weighting, gradients, data formats, trackers) use: saved in a
+    types and input specs) or its run config (sampler, weighting, gradients, data formats, trackers, sharing) use: saved in a
     checkpoint's config.json, so an error loading it can say where the missing plugin came from."""
     from polytask.data.inputs import INPUTS
     from polytask.data.readers import READERS
     from polytask.gradients import GRADIENT_METHODS
     from polytask.sampling import SAMPLERS
+    from polytask.sharing import SHARING
     from polytask.tasks import TASKS
     from polytask.trackers import TRACKERS
     from polytask.weighting import WEIGHTINGS
@@ -166,6 +167,7 @@ def used_plugins(tasks: dict[str, Any], run_config: dict[str, Any] | None) -> di
         wanted.append((registry, (run.get(key) or {}).get("name")))
     wanted += [(READERS, (ds or {}).get("format")) for ds in (run.get("datasets") or {}).values()]
     wanted += [(TRACKERS, name) for name in (run.get("train") or {}).get("report_to") or []]
+    wanted.append((SHARING, ((run.get("encoder") or {}).get("sharing") or {}).get("name")))
     found = {}
     for registry, name in wanted:
         if isinstance(name, str) and name in registry:

@@ -98,7 +98,8 @@ def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
 
 def build_model(cfg: RunConfig, data: MultiTaskData, encoder: torch.nn.Module, tokenizer: Any) -> MultiTaskModel:
     model = MultiTaskModel(encoder, data.tasks, pooling=cfg.encoder.pooling,
-                           task_embedding=cfg.encoder.task_embedding, dropout=cfg.encoder.dropout)
+                           task_embedding=cfg.encoder.task_embedding, dropout=cfg.encoder.dropout,
+                           sharing=cfg.encoder.sharing.model_dump())
     model.tokenizer, model.run_config = tokenizer, cfg.model_dump(mode="json")
     model.max_length = cfg.encoder.max_length
     return model
@@ -165,6 +166,11 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
             raise PolytaskError(f"train.compile does not work with gradient method {cfg.gradients.name!r} (its "
                                 "per-task Jacobians use torch.vmap, which cannot run through compiled code)")
         core.encoder.compile(dynamic=True)  # in place: state_dict keys (and so checkpoints) stay as they are
+    if objective.gradients.needs_task_gradients and not core.shared_parameters():
+        raise PolytaskError(f"gradient method {cfg.gradients.name!r} works on the trainable parameters that every "
+                            "task shares below its own ones, and there are none (train.freeze froze them, or "
+                            f"encoder.sharing {cfg.encoder.sharing.name!r} gives every layer per-task parameters); "
+                            "use gradients: sum, or train part of the shared encoder")
     if objective.gradients.needs_task_gradients and t.step_mode == "source" and len(train_splits) > 1:
         log.warning("gradient method %r with step_mode 'source': a step sees only the tasks of the input groups drawn "
                     "for its micro-batches; step_mode every_source or mixed puts every task in every step",
@@ -197,8 +203,7 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
         model, optimizer = accelerator.prepare(core, optimizer)
     objective.weighting.to(accelerator.device)
     objective.gradients.to(accelerator.device)
-    ctx = StepContext(accelerator, model, optimizer,
-                      shared=[p for p in core.encoder.parameters() if p.requires_grad],
+    ctx = StepContext(accelerator, model, optimizer, shared=core.shared_parameters(),
                       shared_layer=last_shared_layer(core.encoder) if objective.weighting.reads_shared_layer else [],
                       grad_clip=t.grad_clip)
     metrics_log = MetricsLog(out_dir, enabled=main, accelerator=accelerator)
@@ -208,8 +213,10 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
         (out_dir / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         metrics_log.start_trackers(hyperparameters(cfg.model_dump(mode="json")))
         log.info("training %d tasks from %d input groups for %d steps (%d per epoch, step mode %s, %d process%s), "
-                 "%s parameters", len(data.tasks), len(train_splits), total_steps, steps_per_epoch, t.step_mode,
-                 world, "es" if world > 1 else "", f"{core.num_parameters():,}")
+                 "%s parameters (%s trainable; sharing %s adds %s)", len(data.tasks), len(train_splits), total_steps,
+                 steps_per_epoch, t.step_mode, world, "es" if world > 1 else "", f"{core.num_parameters():,}",
+                 f"{core.num_parameters(trainable=True):,}", cfg.encoder.sharing.name,
+                 f"{sum(p.numel() for p in core.sharing.added_parameters()):,}")
     accelerator.wait_for_everyone()
 
     # -- the loop --------------------------------------------------------------------------------------------------
@@ -344,7 +351,7 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
                "validation": validation, "test": test, "train_seconds": round(state.seconds, 2),
                "step_seconds": round(state.step_seconds, 3), "timed_steps": state.timed_steps,
                "train_examples": state.examples,
-               "processes": accelerator.num_processes}
+               "processes": accelerator.num_processes, "parameters": parameter_counts(core)}
     if main:
         with atomic_dir(best_dir) as tmp:
             write_model_files(best, tmp, summary)
@@ -353,6 +360,13 @@ def _finish(core: MultiTaskModel, data: MultiTaskData, cfg: RunConfig, state: Lo
     metrics_log.close()
     accelerator.wait_for_everyone()
     return TrainResult(out_dir, best_dir, state.step, state.best, validation, test, state.seconds, history)
+
+
+def parameter_counts(model: MultiTaskModel) -> dict[str, Any]:
+    """Total and trainable parameters (as trained: train.freeze applied) and what the sharing design adds."""
+    return {"total": model.num_parameters(), "trainable": model.num_parameters(trainable=True),
+            "sharing": model.sharing.name,
+            "sharing_added": sum(p.numel() for p in model.sharing.added_parameters())}
 
 
 def _broadcast_parameters(model: torch.nn.Module, accelerator: Any) -> None:
@@ -375,6 +389,8 @@ def _log_step(metrics_log: MetricsLog, bar: Any, state: LoopState, progress: Pro
               "sampling": feeder.shares(progress), "examples_per_s": rate}
     if stats.gradient_weights:
         record["gradient_weight"] = stats.gradient_weights
+    if stats.auxiliary:  # the sharing design's own losses (e.g. MoE load balancing), unweighted, apart from "loss"
+        record["auxiliary"] = stats.auxiliary
     metrics_log.write(record)
 
 

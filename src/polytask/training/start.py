@@ -34,6 +34,10 @@ def start_encoder(cfg: RunConfig, tasks: dict[str, Task]) -> tuple[Any, Any, Any
         add_special_tokens(tokenizer, encoder, markers)
         return encoder, tokenizer, None, set()
     source = load_model(cfg.train.init_from)
+    if source.sharing.added_parameters():  # its encoder holds adapters, or its sharing module experts or branches
+        raise PolytaskError(f"train.init_from: the checkpoint has encoder.sharing {source.sharing.name!r}, with "
+                            "per-task layers that a new model cannot take over; start from a hard-shared "
+                            "checkpoint (encoder.sharing applies to the new run)")
     if source.pooling != cfg.encoder.pooling:
         raise PolytaskError(f"train.init_from: the checkpoint pools with {source.pooling!r}, the config with "
                             f"{cfg.encoder.pooling!r}: its heads read the other vector; set encoder.pooling: "
@@ -122,10 +126,11 @@ def freeze(model: Any, entries: list[str]) -> int:
                 raise PolytaskError(f"train.freeze: {entry}: the encoder has layers 0-{len(layers) - 1}")
             targets += list(layers[first : last + 1])
     count = 0
+    added = {id(p) for p in model.sharing.added_parameters()}  # adapters inside the encoder stay trainable
     for target in targets:
         params = [target] if isinstance(target, nn.Parameter) else list(target.parameters())
         for p in params:
-            if p.requires_grad:
+            if p.requires_grad and id(p) not in added:
                 p.requires_grad_(False)
                 count += p.numel()
     return count

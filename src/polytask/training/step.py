@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from polytask.gradients.base import GradientMethod
+from polytask.sharing.base import AuxLoss
 from polytask.sampling.base import Progress
 from polytask.tasks import Task
 from polytask.training.feed import MicroBatch
@@ -90,19 +91,26 @@ class StepStats:
     weights: dict[str, float]  # loss weights (the weighting's)
     gradient_weights: dict[str, float]  # row weights of the gradient method (empty for sum)
     examples: int  # rows of this process
+    auxiliary: dict[str, float] = field(default_factory=dict)  # the sharing design's own losses (unweighted)
 
 
 def forward_losses(model: nn.Module, micro_batch: MicroBatch, tasks: dict[str, Task], features: bool = False,
-                   teacher_weight: float | None = None) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
-    """Every part's encoder pass and heads -> ({task: loss} for the tasks some row labels, [encoder outputs]).
-    ``teacher_weight``: the weight of the teachers' soft targets in the tasks that carry them (distillation)."""
+                   teacher_weight: float | None = None, auxiliary: list[AuxLoss] | None = None
+                   ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Every part's encoder pass and heads -> ({task: loss} for the tasks some row labels, [shared
+    representations]). ``teacher_weight``: the weight of the teachers' soft targets in the tasks that carry them
+    (distillation). ``auxiliary``: filled with the sharing design's own losses of each pass (e.g. load balancing)."""
     losses: dict[str, torch.Tensor] = {}
     shared: list[torch.Tensor] = []
+    # the sharing design's own losses; under DDP the wrapped MultiTaskModel has them
+    design_losses: Any = getattr(getattr(model, "module", model), "auxiliary_losses", None)
     for part in micro_batch.parts:
         out = model(part.batch.inputs, part.batch.task_inputs, tasks=part.tasks, return_features=features)
         if features:
             out, tokens = out
             shared.append(tokens)
+        if auxiliary is not None and design_losses is not None:
+            auxiliary.extend(design_losses().values())
         for name in part.tasks:
             targets = part.batch.targets[name]
             if teacher_weight is not None and "soft" in targets:
@@ -122,18 +130,25 @@ def training_step(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict
     seen: dict[str, list[float]] = {}
     weights: dict[str, float] = {}
     gradient_weights: dict[str, float] = {}
+    auxiliary: dict[str, list[float]] = {}
     if method.needs_task_gradients:
-        gradient_weights = _task_gradient_backward(micro_batches, ctx, tasks, objective, progress, wctx, seen, weights)
+        gradient_weights = _task_gradient_backward(micro_batches, ctx, tasks, objective, progress, wctx, seen, weights,
+                                                   auxiliary)
     else:
         for i, micro in enumerate(micro_batches):
             sync = i == len(micro_batches) - 1
+            aux: list[AuxLoss] = []
             with nullcontext() if sync else ctx.accelerator.no_sync(ctx.model):
                 with ctx.timed("forward"), ctx.accelerator.autocast():
-                    losses, _ = forward_losses(ctx.model, micro, tasks, teacher_weight=teacher)
+                    losses, _ = forward_losses(ctx.model, micro, tasks, teacher_weight=teacher, auxiliary=aux)
                     combined = weighting.combine(losses, progress, wctx)
+                    total = combined.total
+                    for a in aux:  # the sharing design's own losses (e.g. MoE load balancing), weighted
+                        total = total + a.weight * a.value
                 with ctx.timed("backward"):
-                    ctx.accelerator.backward(combined.total / len(micro_batches))
+                    ctx.accelerator.backward(total / len(micro_batches))
             _record(losses, combined.weights, seen, weights)
+            _record_auxiliary(aux, auxiliary)
     with ctx.timed("optimizer"):
         for p in weighting.parameters():  # the weighting is not inside the DDP wrapper: average its gradients here
             if p.grad is not None and ctx.distributed:
@@ -146,7 +161,12 @@ def training_step(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict
             weighting.after_step(_losses_after(micro_batches, ctx, tasks, weighting), progress, wctx)
         weighting.end_step(ctx.sum)
     return StepStats({n: sum(v) / len(v) for n, v in seen.items()}, weights, gradient_weights,
-                     sum(m.size for m in micro_batches))
+                     sum(m.size for m in micro_batches), {n: sum(v) / len(v) for n, v in auxiliary.items()})
+
+
+def _record_auxiliary(aux: list[AuxLoss], into: dict[str, list[float]]) -> None:
+    for a in aux:
+        into.setdefault(a.name, []).append(float(a.value.detach()))
 
 
 def _record(losses: dict[str, torch.Tensor], used: dict[str, float], seen: dict[str, list[float]],
@@ -158,7 +178,8 @@ def _record(losses: dict[str, torch.Tensor], used: dict[str, float], seen: dict[
 
 def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict[str, Task],
                             objective: Objective, progress: Progress, wctx: WeightingContext,
-                            seen: dict[str, list[float]], weights: dict[str, float]) -> dict[str, float]:
+                            seen: dict[str, list[float]], weights: dict[str, float],
+                            auxiliary: dict[str, list[float]]) -> dict[str, float]:
     """Accumulate the step's per-task Jacobian of the shared parameters (float32 [m, n]) and the heads' gradients,
     average both over processes, write the gradient method's aggregate into the shared parameters' ``.grad``."""
     from torchjd.autojac import mtl_backward
@@ -173,11 +194,13 @@ def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, t
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     jacobian = torch.zeros(len(step_tasks), sum(sizes), device=ctx.shared[0].device)
     for micro in micro_batches:
+        aux: list[AuxLoss] = []
         with ctx.timed("forward"), ctx.accelerator.autocast():
             losses, features = forward_losses(ctx.model, micro, tasks, features=True,
-                                              teacher_weight=objective.teacher_weight_at(progress))
+                                              teacher_weight=objective.teacher_weight_at(progress), auxiliary=aux)
             combined = objective.weighting.combine(losses, progress, wctx)
         _record(losses, combined.weights, seen, weights)
+        _record_auxiliary(aux, auxiliary)
         with ctx.timed("backward"):
             # One call per encoder pass: a task's term depends only on its own pass's features, so its Jacobian
             # row needs a backward through that pass only (the others would backpropagate zeros). retain_graph: a
@@ -197,6 +220,8 @@ def _task_gradient_backward(micro_batches: list[MicroBatch], ctx: StepContext, t
                     if jac is not None:
                         jacobian[index, start : start + size] += jac.reshape(len(present), -1).float()
                         delattr(p, "jac")  # set by torchjd's mtl_backward
+            if aux:  # the design's own losses (a task-routed gate's balance) do not reach the shared parameters
+                sum(a.weight * a.value for a in aux).backward(retain_graph=True)  # type: ignore[union-attr]
     # the heads of tasks this step did not see got zeros above: give them no gradient at all, as a plain backward
     # would (the optimizer then leaves them alone: no momentum, no weight decay on a zero gradient)
     heads = getattr(ctx.model, "heads", None)
