@@ -44,6 +44,10 @@ SEPARATE = "K separate HF models"
 # design -> what it changes in the `encoder:` section of the config (hard sharing: nothing)
 DESIGNS: dict[str, dict[str, Any]] = {
     "hard": {},
+    "lora top 2": {"sharing": {"name": "lora", "layers": 2}},
+    "lora all": {"sharing": {"name": "lora", "layers": "all"}},
+    "moe top 2": {"sharing": {"name": "moe", "layers": 2}},
+    "cross_stitch top 1": {"sharing": {"name": "cross_stitch", "layers": 1}},
 }
 
 
@@ -210,7 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny random BERT, K = 1, 2, one repeat (seconds)")
     parser.add_argument("--ks", default=None, help="comma-separated K values (default 1,2,4,8,16; smoke 1,2)")
-    parser.add_argument("--designs", default=",".join(DESIGNS), help=f"subset of {', '.join(DESIGNS)}")
+    parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated subset of {', '.join(DESIGNS)}")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--texts-per-run", type=int, default=None, help="texts timed per row (default 320)")
     parser.add_argument("--repeats", type=int, default=None, help="fresh-process repeats (default 2; smoke 1)")
