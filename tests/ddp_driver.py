@@ -1,5 +1,7 @@
 """Run by tests/test_distributed.py under ``torchrun``: train CONFIG with ``polytask.train.train`` and write, per
-process, what the test compares: the step count and a digest of the weights the process ends with."""
+process, what the test compares: the step count and a digest of the weights the process ends with. ``--more``
+trains further configs in the same processes afterwards (one launch, less start-up time), each writing its results
+under OUT/<config file stem>/."""
 
 from __future__ import annotations
 
@@ -26,8 +28,14 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--more", nargs="*", default=[], help="configs to train afterwards, from scratch")
     args = parser.parse_args()
-    out = Path(args.out)
+    run(args.config, Path(args.out), args.stop_after, args.resume)
+    for config in args.more:
+        run(config, Path(args.out) / Path(config).stem, None, None)
+
+
+def run(config: str, out: Path, stop_after: int | None, resume: str | None) -> None:
     seen: dict[str, str] = {}
     finish, checkpoint = trainer._finish, trainer._checkpoint
 
@@ -40,8 +48,10 @@ def main() -> None:
         return checkpoint(core, *a, **k)
 
     trainer._finish, trainer._checkpoint = capture, capture_checkpoint
-    result = trainer.train(load_config(args.config), resume=args.resume, stop_after=args.stop_after,
-                           show_progress=False)
+    try:
+        result = trainer.train(load_config(config), resume=resume, stop_after=stop_after, show_progress=False)
+    finally:
+        trainer._finish, trainer._checkpoint = finish, checkpoint
     from accelerate import PartialState
 
     state = PartialState()

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from polytask.checkpoint import load_training_state
 from polytask.model import MultiTaskModel
 
-from conftest import toy_config, write_yaml
+from conftest import ARTISTS, CITIES, toy_config, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "ddp_driver.py"
@@ -121,3 +124,61 @@ def test_a_launch_that_silently_runs_alone_is_refused(monkeypatch: pytest.Monkey
         check_launch()
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun (or MPI) did start the processes
     check_launch()
+
+
+def _partly_labelled_jsonl(path: Path, n: int, seed: int) -> None:
+    """One source for a seq2seq task and a classification task, the target text on every third row only: some
+    batches leave the decoder (and its adapter) without a loss, so parts of the model get no gradient there."""
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            city, artist = rng.choice(CITIES), rng.choice(ARTISTS)
+            music = rng.random() < 0.5
+            row = {"text": f"play music by {artist} now" if music else f"weather in {city} today",
+                   "intent": "music" if music else "weather"}
+            if i % 3 == 0:
+                row["target"] = artist if music else city
+            f.write(json.dumps(row) + "\n")
+
+
+def test_sharing_designs_and_a_seq2seq_task_under_ddp_equal_one_process(tiny_encoder: str, tmp_path: Path) -> None:
+    """LoRA (adapters per task) and MoE (experts a task does not route to, a load-balancing loss) with a seq2seq
+    head, whose decoder reads the encoder's word embeddings by reference (not a registered parameter): 2 processes
+    with batch 4 end with the weights of 1 process with batch 4 x grad_accum 2 (the same 8 rows per step). Dropout
+    is off, so the only difference left would be a gradient DDP did not reduce, or a decoder table DDP untied."""
+    from polytask.config import load_config
+    from polytask.train import train
+    from safetensors.torch import load_file
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder, encoder)
+    config = json.loads((encoder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (encoder / "config.json").write_text(json.dumps(config))
+    _partly_labelled_jsonl(tmp_path / "train.jsonl", 48, 1)
+    designs = {"lora": {"name": "lora", "layers": 1}, "moe": {"name": "moe", "layers": 1, "experts": 3}}
+    configs = {}
+    for name, sharing in designs.items():
+        for processes, accum in ((2, 1), (1, 2)):
+            cfg = {"encoder": {"name": str(encoder), "max_length": 16, "dropout": 0.0, "sharing": sharing},
+                   "datasets": {"d": {"format": "jsonl", "train": str(tmp_path / "train.jsonl")}},
+                   "tasks": {"gen": {"type": "seq2seq", "dataset": "d", "label": "target", "max_target_length": 6,
+                                     "decoder_layers": 1},
+                             "cls": {"type": "classification", "dataset": "d", "label": "intent"}},
+                   "train": {"output_dir": str(tmp_path / f"{name}{processes}"), "batch_size": 4, "lr": 3e-3,
+                             "grad_accum": accum, "max_steps": 6, "seed": 3, "progress_bar": False}}
+            configs[name, processes] = write_yaml(tmp_path / f"{name}{processes}.yaml", cfg)
+    first, more = configs["lora", 2], configs["moe", 2]
+    ranks = {"lora": launch(2, first, tmp_path / "res", "--more", str(more))}
+    ranks["moe"] = [json.loads((tmp_path / "res" / "moe2" / f"rank{r}.json").read_text()) for r in range(2)]
+    for name in designs:
+        assert ranks[name][0]["weights"] == ranks[name][1]["weights"] and ranks[name][0]["steps"] == 6, name
+        train(load_config(configs[name, 1]), show_progress=False)
+        two = load_file(str(tmp_path / f"{name}2" / "last" / "model.safetensors"))
+        one = load_file(str(tmp_path / f"{name}1" / "last" / "model.safetensors"))
+        assert two.keys() == one.keys(), name
+        # what starts at zero (LoRA's B, the experts' output projections) has trained under DDP
+        grown = [k for k in two if (".lora_B." in k or k.endswith(".up")) and bool(two[k].abs().max() > 0)]
+        assert grown, (name, sorted(two))
+        for key in two:
+            assert torch.allclose(two[key], one[key], atol=1e-6), (name, key, (two[key] - one[key]).abs().max())

@@ -131,6 +131,51 @@ def test_one_encoder_pass_for_generation_and_classification(joint: tuple[Any, An
         model.train()
 
 
+@pytest.mark.parametrize("sharing", [{"name": "hard"}, {"name": "lora", "layers": 1, "tasks": ["gen"]},
+                                     {"name": "moe", "layers": 1, "experts": 2}, {"name": "cross_stitch", "layers": 1}],
+                         ids=lambda s: s["name"])
+def test_bf16_training_and_search_with_each_sharing_design(sharing: dict[str, Any], tiny_encoder: str,
+                                                           tmp_path: Path) -> None:
+    """train.precision: bf16 autocast on CPU: the teacher-forced loss trains the decoder (and the design's own
+    layers), and greedy and beam search under autocast answer what they answer in float32 (no dtype clash in
+    transformers' search or the key/value cache)."""
+    _joint_jsonl(tmp_path / "train.jsonl", 24, 1)
+    _joint_jsonl(tmp_path / "dev.jsonl", 8, 2)
+    cfg = validate_config({"encoder": {"name": tiny_encoder, "max_length": 16, "sharing": sharing},
+                           "datasets": {"d": {"format": "jsonl", "train": str(tmp_path / "train.jsonl"),
+                                              "validation": str(tmp_path / "dev.jsonl")}},
+                           "tasks": {"gen": {"type": "seq2seq", "dataset": "d", "label": "target",
+                                             "max_target_length": 6, "decoder_layers": 1},
+                                     "cls": {"type": "classification", "dataset": "d", "label": "intent"}},
+                           "train": {"output_dir": str(tmp_path / "run"), "precision": "bf16"}})
+    tasks = build_tasks(cfg)
+    encoder, tokenizer = load_encoder(tiny_encoder)
+    data = load_data(cfg, tokenizer, splits=("train", "validation"), tasks=tasks, fit=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, data, encoder, tokenizer).train()
+    train = data.splits["train"]["d"]
+    batch = collate(train, list(range(len(train.features))), tasks, tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(batch.inputs, batch.task_inputs, ["gen", "cls"])
+            assert out["gen"]["logits"].dtype == torch.bfloat16  # autocast reached the decoder
+            loss = tasks["gen"].loss(out["gen"], batch.targets["gen"])
+        optimizer.zero_grad()
+        (loss + tasks["cls"].loss(out["cls"], batch.targets["cls"])).backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+    model.eval()
+    val = data.splits["validation"]["d"]
+    for beams in (1, 2):
+        with tasks["gen"].generation_settings(num_beams=beams):
+            fp32, bf16 = (predict_split(model, val, precision=p, tasks=["gen", "cls"]) for p in ("fp32", "bf16"))
+        agree = sum(a == b for a, b in zip(fp32["gen"], bf16["gen"]))
+        assert agree >= 6 and all(isinstance(p["text"], str) for p in bf16["gen"]), (beams, fp32, bf16)
+
+
 def test_generation_settings_are_checked(joint: tuple[Any, Any, Any]) -> None:
     model, tasks, _ = joint
     with pytest.raises(ValueError, match="num_beams must be 1 to 16"):
@@ -154,6 +199,10 @@ def test_server_bounds_generation_and_onnx_skips_it(joint: tuple[Any, Any, Any],
         for bad in ({"num_beams": 3}, {"max_new_tokens": 5}, {"beams": 2}):
             refused = client.post("/predict", json={"texts": ["weather in paris"], "generation": bad})
             assert refused.status_code == 422, bad
+            field, value = next(iter(bad.items()))  # the answer names the field and what is allowed
+            [problem] = refused.json()["problems"]
+            assert problem["where"] == f"body.generation.{field}", problem
+            assert ("not permitted" if field == "beams" else f"less than or equal to {value - 1}") in problem["problem"]
 
     pytest.importorskip("onnxruntime")
     from polytask.export import OnnxModel, export_onnx
@@ -169,6 +218,33 @@ def test_server_bounds_generation_and_onnx_skips_it(joint: tuple[Any, Any, Any],
     with pytest.raises(NotExportable, match="generates text"):
         export_hf(model, "gen", tmp_path / "hf")
     model.train()
+
+
+def test_cli_predict_file_and_beams_beside_a_classifier(joint: tuple[Any, Any, Any], tmp_path: Path) -> None:
+    """`polytask predict` on a model with a seq2seq and a classification task: texts and --input FILE.jsonl, with
+    --num-beams / --max-new-tokens, answer both tasks, as the Pipeline does with those settings."""
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+
+    model, _, _ = joint
+    ckpt = model.save_pretrained(tmp_path / "ckpt")
+    model.train()
+    texts = ["weather in paris today", "play music by adele now"]
+    want = Pipeline.from_pretrained(ckpt)(texts, generation={"num_beams": 3, "max_new_tokens": 3})
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    runner = CliRunner()
+    settings = ["--num-beams", "3", "--max-new-tokens", "3"]
+    r = runner.invoke(app, ["predict", str(ckpt), "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
+                            *settings])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [{k: row[k] for k in ("gen", "cls")} for row in rows] == json.loads(json.dumps(want))
+    r = runner.invoke(app, ["predict", str(ckpt), texts[0], *settings])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["gen"] == want[0]["gen"] and json.loads(r.output)["cls"]["label"] == \
+        want[0]["cls"]["label"]
 
 
 def test_parallel_reader(tmp_path: Path) -> None:

@@ -263,3 +263,21 @@ def test_an_encoder_that_cannot_be_split_is_refused_clearly() -> None:
     encoder = DistilBertModel(DistilBertConfig(dim=32, hidden_dim=64, n_layers=2, n_heads=2, vocab_size=50))
     with pytest.raises(PolytaskError, match="'lora' splits the encoder between its layers.*'distilbert'"):
         build_sharing({"name": "lora", "layers": 1}, encoder, ["a"])
+
+
+def test_gradnorm_balances_on_a_shared_layer_never_an_adapter(tiny_encoder: str) -> None:
+    """GradNorm's W is the last trainable layer every task shares: with LoRA on the top block's output layer too,
+    its base weights, not the last task's adapter; with the encoder frozen nothing is shared and trainable, which is
+    refused (the weights would otherwise stay at 1 without a word)."""
+    from polytask.training.start import freeze
+    from polytask.training.step import last_shared_layer
+
+    model = _model(tiny_encoder, {"name": "lora", "layers": 1, "target_modules": ["query", "value", "dense"]})
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [names[id(p)] for p in last_shared_layer(model, "gradnorm")] == [
+        "encoder.encoder.layer.1.output.dense.base_layer.weight", "encoder.encoder.layer.1.output.dense.base_layer.bias"]
+    for spec in (SPECS["lora"], SPECS["hard"]):
+        frozen = _model(tiny_encoder, spec)
+        freeze(frozen, ["encoder"])
+        with pytest.raises(PolytaskError, match=r"weighting 'gradnorm' .* there is none .*train.freeze"):
+            last_shared_layer(frozen, "gradnorm")

@@ -203,8 +203,8 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
         model, optimizer = accelerator.prepare(core, optimizer)
     objective.weighting.to(accelerator.device)
     objective.gradients.to(accelerator.device)
-    ctx = StepContext(accelerator, model, optimizer, shared=core.shared_parameters(),
-                      shared_layer=last_shared_layer(core.encoder) if objective.weighting.reads_shared_layer else [],
+    layer = last_shared_layer(core, cfg.weighting.name) if objective.weighting.reads_shared_layer else []
+    ctx = StepContext(accelerator, model, optimizer, shared=core.shared_parameters(), shared_layer=layer,
                       grad_clip=t.grad_clip)
     metrics_log = MetricsLog(out_dir, enabled=main, accelerator=accelerator)
     logs.append(metrics_log)

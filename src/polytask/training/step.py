@@ -264,13 +264,25 @@ def _losses_after(micro_batches: list[MicroBatch], ctx: StepContext, tasks: dict
     return {n: sums[i] / counts[i] for i, n in enumerate(names) if counts[i] > 0}
 
 
-def last_shared_layer(encoder: nn.Module) -> list[nn.Parameter]:
-    """The parameters of the encoder's last module holding a weight matrix (GradNorm's W: for BERT-like encoders the
-    output dense layer of the top Transformer block)."""
-    last: nn.Module | None = None
-    for module in encoder.modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(weight, nn.Parameter) and weight.dim() >= 2 and weight.requires_grad:
-            last = module
-    return [p for p in last.parameters(recurse=False) if p.requires_grad] if last is not None else []
+def last_shared_layer(model: Any, weighting: str) -> list[nn.Parameter]:
+    """The trainable parameters of the encoder's last module that holds a weight matrix of its own and that every
+    task shares (GradNorm's W: for BERT-like encoders the output dense layer of the top Transformer block). What a
+    sharing design adds inside the encoder (a task's LoRA adapter) is never W: its gradient norm is one task's.
+    Nothing left (e.g. ``train.freeze: [encoder]``) is refused: the weighting would silently stay at its start."""
+    added = {id(p) for p in model.sharing.added_parameters()}
+    last: list[nn.Parameter] = []
+    for module in model.encoder.modules():
+        # own parameters only: a PEFT wrapper's `weight` is its base layer's, which comes next in the walk
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and id(p) not in added]
+        if any(p.dim() >= 2 for p in own):
+            last = own
+    if not last:
+        from polytask.errors import PolytaskError
 
+        raise PolytaskError(f"weighting {weighting!r} balances the tasks' gradient norms on the last encoder layer "
+                            "that every task shares and that trains, and there is none (train.freeze froze the "
+                            f"encoder's own weights; what encoder.sharing {model.sharing.name!r} adds, if anything, "
+                            "belongs to single tasks); "
+                            "use another weighting (e.g. uncertainty, dwa) or freeze less (train.freeze: "
+                            "[layers:A-B] keeps the top layers trainable)")
+    return last
