@@ -334,3 +334,7 @@ def test_cjk_answers_are_scored_by_character_english_as_before() -> None:
     assert f1("“quoted” text", ["quoted text"]) == 0.5  # no CJK: curly quotes stay on "quoted" (v1.1 rules)
     assert squad_scores(["北京", "paris"], [["北京市"], ["Paris"]]) == pytest.approx(
         {"exact_match": 0.5, "f1": (0.8 + 1.0) / 2})
+    # cjk=False: v1.1's rules everywhere (XQuAD's published tables): a Chinese answer is one white-space token
+    assert f1("北京大学", ["北京"], cjk=False) == 0.0 and exact_match("北京，", ["北京"], cjk=False) == 0.0
+    assert squad_scores(["北京", "paris"], [["北京市"], ["Paris"]], cjk=False) == pytest.approx(
+        {"exact_match": 0.5, "f1": 0.5})

@@ -58,10 +58,11 @@ def _check_references(references: list[str]) -> None:
         raise ValueError("a question needs at least one reference answer")
 
 
-def exact_match(prediction: str, references: list[str]) -> float:
-    """1.0 if the normalised prediction equals some normalised reference, else 0.0."""
+def exact_match(prediction: str, references: list[str], cjk: bool = True) -> float:
+    """1.0 if the normalised prediction equals some normalised reference, else 0.0 (``cjk=False``: the v1.1 rules
+    even for CJK text, as XQuAD's published tables score every language)."""
     _check_references(references)
-    if _has_cjk([prediction, *references]):
+    if cjk and _has_cjk([prediction, *references]):
         return float(any(_mixed_tokens(prediction) == _mixed_tokens(ref) for ref in references))
     predicted = normalize_answer(prediction)
     return float(any(predicted == normalize_answer(ref) for ref in references))
@@ -77,24 +78,26 @@ def _token_f1(predicted: list[str], reference: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def f1(prediction: str, references: list[str]) -> float:
-    """Token-level F1 between the normalised prediction and each reference; the best one."""
+def f1(prediction: str, references: list[str], cjk: bool = True) -> float:
+    """Token-level F1 between the normalised prediction and each reference; the best one (``cjk``: as in
+    :func:`exact_match`)."""
     _check_references(references)
-    if _has_cjk([prediction, *references]):
+    if cjk and _has_cjk([prediction, *references]):
         tokens = _mixed_tokens(prediction)
         return max(_token_f1(tokens, _mixed_tokens(ref)) for ref in references)
     predicted = normalize_answer(prediction).split()
     return max(_token_f1(predicted, normalize_answer(ref).split()) for ref in references)
 
 
-def squad_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """Mean exact match and F1 over questions (fractions in [0, 1]); ``references[i]`` are question i's answers."""
+def squad_scores(predictions: list[str], references: list[list[str]], cjk: bool = True) -> dict[str, float]:
+    """Mean exact match and F1 over questions (fractions in [0, 1]); ``references[i]`` are question i's answers
+    (``cjk=False``: SQuAD v1.1's white-space rules for every question)."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} questions with references")
     if not predictions:
         raise ValueError("no questions to score")
     count = len(predictions)
     return {
-        "exact_match": sum(exact_match(p, r) for p, r in zip(predictions, references)) / count,
-        "f1": sum(f1(p, r) for p, r in zip(predictions, references)) / count,
+        "exact_match": sum(exact_match(p, r, cjk) for p, r in zip(predictions, references)) / count,
+        "f1": sum(f1(p, r, cjk) for p, r in zip(predictions, references)) / count,
     }
