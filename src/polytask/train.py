@@ -31,7 +31,7 @@ from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.trackers import build_trackers, hyperparameters
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
 from polytask.training.affinity import measure_affinity
-# imported by name, not called through the module: tests/ddp_driver.py wraps polytask.train._finish and _checkpoint
+# _train calls _finish and _checkpoint through this module's names, so tests/ddp_driver.py can wrap them here
 from polytask.training.bookkeeping import (LoopState, TrainResult, _broadcast_parameters, _checkpoint,  # noqa: F401
                                            _eval_line, _evaluate_and_keep_best, _finish, _log_step, parameter_counts)
 from polytask.training.distributed import make_accelerator
