@@ -14,7 +14,8 @@ Layout of a config file (see docs/config.md for every key)::
     evaluation: {every_steps: 200, metric: mean}
 
 ``load_config`` collects every problem (YAML syntax, unknown keys, bad values, unknown plugin names, missing files,
-dangling references) and raises one :class:`ConfigError` listing all of them.
+dangling references) and raises one :class:`ConfigError` listing all of them. The typed sections are in
+``polytask.config_schema`` (re-exported here) and the rules beyond the schema in ``polytask.config_rules``.
 """
 
 from __future__ import annotations
@@ -24,159 +25,21 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
-from polytask.config_rules import (drop_switched_params, encoder_problems, expand_shorthands, mapping_problem,
-                                   metric_problems, non_finite_problems)
+from polytask.config_rules import (FREEZE, drop_switched_params, encoder_problems, expand_shorthands,  # noqa: F401
+                                   mapping_problem, metric_problems, non_finite_problems, report_to_problems,
+                                   training_start_problems, without_repeats)
+from polytask.config_schema import (SPLITS, DatasetConfig, DistillationConfig, EncoderConfig,  # noqa: F401
+                                    EvaluationConfig, PluginConfig, RunConfig, SampleConfig, Split, TrainConfig)
 from polytask.errors import ConfigError
 from polytask.plugins import with_hint_once
 from polytask.registry import Registry, UnknownNameError
 
 log = logging.getLogger("polytask")
-
-Split = Literal["train", "validation", "test"]
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class EncoderConfig(_Strict):
-    """The shared encoder: any Hugging Face ``AutoModel`` name or local folder; ``minilm`` is the packaged one."""
-
-    name: str = "minilm"
-    max_length: int = Field(128, ge=8, le=8192)
-    pooling: Literal["mean", "cls"] = "mean"
-    task_embedding: bool = False
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    revision: str | None = None
-    # prune the word-embedding table to the pieces of these splits (polytask.vocabulary); full: keep every row
-    vocabulary: Literal["full", "train", "all_splits"] = "full"
-    # how the tasks share the layers (polytask.sharing, docs/sharing.md): hard, lora, moe, cross_stitch
-    sharing: PluginConfig = Field(default_factory=lambda: PluginConfig(name="hard"))
-
-    @field_validator("sharing", mode="before")
-    @classmethod
-    def _sharing_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value  # `sharing: lora` is {name: lora}
-
-
-class SampleConfig(_Strict):
-    """A seeded, stratified few-shot sample of the training split: ``per_class`` rows of every value of ``column``
-    (default: the label column of the dataset's task, when it feeds one)."""
-
-    per_class: int = Field(..., ge=1)
-    column: str | None = None
-    seed: int = 0
-
-
-class DatasetConfig(_Strict):
-    """One data source. ``text`` (and ``text_pair``) name the input columns shared by every task it feeds."""
-
-    format: str
-    train: str
-    validation: str | None = None
-    test: str | None = None
-    text: str = "text"
-    text_pair: str | None = None
-    validation_fraction: float | None = Field(None, gt=0.0, lt=1.0)
-    max_rows: dict[Split, int] = Field(default_factory=dict)
-    sample: SampleConfig | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    # a column whose values split evaluation: every task of the dataset is also scored on the rows of each value
-    breakdown: str | None = None
-
-    def split_path(self, split: str) -> str | None:
-        return {"train": self.train, "validation": self.validation, "test": self.test}[split]
-
-
-class PluginConfig(BaseModel):
-    """``{name: ..., <params>}`` for a sampler or a weighting; params are checked against the plugin's own model."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class TrainConfig(_Strict):
-    output_dir: str = "runs/polytask"
-    seed: int = 42
-    lr: float = Field(5e-5, gt=0)
-    head_lr: float | None = Field(None, gt=0)
-    weighting_lr: float = Field(1e-2, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(128, ge=1)
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    grad_clip: float | None = Field(1.0, gt=0)
-    grad_accum: int = Field(1, ge=1)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    step_mode: Literal["source", "every_source", "mixed"] = "source"
-    compile: bool = False  # torch.compile the encoder (inductor; dynamic shapes); see docs/training.md
-    init_from: str | None = None  # a checkpoint folder: start from its encoder, and heads of the tasks it shares
-    carry_tasks: bool = False  # keep the init_from checkpoint's other tasks in the model (untrained here)
-    freeze: list[str] = Field(default_factory=list)  # embeddings, word_embeddings, encoder, layers:A-B, heads, ...
-    save_last: Literal["every_eval", "end", "never"] = "every_eval"  # when the resumable last/ is written
-    min_steps: int | None = Field(None, ge=1)  # at least this many steps (small data: more epochs)
-    affinity_every: int | None = Field(None, ge=1)  # measure inter-task affinity (TAG) every N steps
-    num_threads: int | None = Field(None, ge=1)
-    log_every: int = Field(10, ge=1)
-    progress_bar: bool = True
-    # experiment trackers fed besides metrics.jsonl (polytask.trackers): [] none, else e.g. [tensorboard, mlflow]
-    report_to: list[str] = Field(default_factory=list)
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _one_name(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value  # `report_to: tensorboard` is a list of one
-
-
-class EvaluationConfig(_Strict):
-    every_steps: int | None = Field(None, ge=1)
-    metric: str = "mean"
-    mode: Literal["max", "min"] = "max"
-    patience: int | None = Field(None, ge=1)
-    calibrate: bool = Field(True, description="fit a temperature per calibrated head of the best model on validation")
-
-
-class DistillationConfig(_Strict):
-    """Teachers whose outputs the tasks also learn from, mixed with the gold labels with a teacher weight going
-    from 1 to 0 over training (teacher annealing); see polytask.recipes.distill."""
-
-    teachers: list[str] = Field(..., min_length=1, description="checkpoint folders; each labels its tasks")
-    cache: str | None = Field(None, description="where the teachers' outputs go (default OUTPUT_DIR/teachers)")
-
-
-class RunConfig(_Strict):
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    datasets: dict[str, DatasetConfig]
-    tasks: dict[str, SerializeAsAny[BaseModel]]
-    sampler: PluginConfig = Field(default_factory=lambda: PluginConfig(name="temperature"))
-    weighting: PluginConfig = Field(default_factory=lambda: PluginConfig(name="equal"))
-    gradients: PluginConfig = Field(default_factory=lambda: PluginConfig(name="sum"))
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    distillation: DistillationConfig | None = None
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-    def sources_of(self) -> dict[str, list[str]]:
-        """dataset name -> the tasks it labels, in config order."""
-        out: dict[str, list[str]] = {name: [] for name in self.datasets}
-        for task, params in self.tasks.items():
-            out[params.dataset].append(task)  # type: ignore[attr-defined]
-        return {k: v for k, v in out.items() if v}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -374,7 +237,7 @@ def validate_config(
             problems.append(f"{kind}: {msg}")
 
     problems.extend(sharing_problems(data.get("encoder"), list(typed_tasks), _pydantic_problems))
-    problems.extend(_tracker_problems(data.get("train")))
+    problems.extend(report_to_problems(data.get("train")))
     evaluation = data.get("evaluation")
     metric = evaluation.get("metric", "mean") if isinstance(evaluation, dict) else "mean"
     problems.extend(metric_problems(str(metric), typed_tasks, datasets))
@@ -384,7 +247,7 @@ def validate_config(
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc))
     if run is None:
-        raise ConfigError(source, *with_hint_once(_without_repeats(problems, non_finite)))
+        raise ConfigError(source, *with_hint_once(without_repeats(problems, non_finite)))
     run.tasks, run.datasets = typed_tasks, datasets
 
     if check_encoder:
@@ -393,56 +256,7 @@ def validate_config(
         problems.extend(f"tasks.{name}: a generating task ({getattr(p, 'type', '')}) needs encoder.vocabulary: full, "
                         f"not {run.encoder.vocabulary!r}" for name, p in typed_tasks.items()
                         if TASKS.get(str(getattr(p, "type", ""))).generates)
-    problems.extend(_check_training_start(run))
+    problems.extend(training_start_problems(run))
     if problems:
-        raise ConfigError(source, *with_hint_once(_without_repeats(problems, non_finite)))
+        raise ConfigError(source, *with_hint_once(without_repeats(problems, non_finite)))
     return run
-
-
-def _tracker_problems(train: Any) -> list[str]:
-    """``train.report_to``'s names: known trackers, installed (read from the raw mapping, so these are reported
-    together with the schema's problems)."""
-    from polytask.trackers import tracker_problems
-
-    names = train.get("report_to") if isinstance(train, dict) else None
-    names = [names] if isinstance(names, str) else names
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        return []  # not a list of names: the schema says so
-    return tracker_problems(names)
-
-
-FREEZE = re.compile(r"embeddings|word_embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")
-
-
-def _check_training_start(run: RunConfig) -> list[str]:
-    """``init_from``, ``freeze`` and ``sample``: the checkpoint exists, freeze entries are known, a sample's column
-    is known."""
-    problems = []
-    t = run.train
-    for teacher in (run.distillation.teachers if run.distillation else []):
-        if not (Path(teacher) / "config.json").is_file():
-            problems.append(f"distillation.teachers: not a polytask checkpoint folder (no config.json): {teacher}")
-    if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
-        problems.append(f"train.init_from: not a polytask checkpoint folder (no config.json): {t.init_from}")
-    if t.carry_tasks and t.init_from is None:
-        problems.append("train.carry_tasks: needs train.init_from (the checkpoint whose tasks are carried)")
-    for entry in t.freeze:
-        if not FREEZE.fullmatch(entry):
-            problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, word_embeddings, encoder, "
-                            "layers:A-B (encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
-    sources = run.sources_of()
-    for name, ds in run.datasets.items():
-        if ds.sample is not None and ds.sample.column is None:
-            tasks = sources.get(name, [])
-            if len(tasks) != 1:
-                problems.append(f"datasets.{name}.sample.column: required when the dataset feeds {len(tasks)} "
-                                "tasks (which column's classes to sample)")
-            else:
-                ds.sample.column = run.tasks[tasks[0]].label  # type: ignore[attr-defined]
-    return problems
-
-
-def _without_repeats(problems: list[str], non_finite: list[str]) -> list[str]:
-    """``problems`` less the schema's messages about keys the non-finite rule already named (NaN fails bounds)."""
-    keys = {p.split(": ", 1)[0] for p in non_finite}
-    return [p for p in problems if p in non_finite or p.split(": ", 1)[0] not in keys]

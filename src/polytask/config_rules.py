@@ -1,8 +1,9 @@
 """Config rules beyond the schema, called by :func:`polytask.config.validate_config`.
 
 Shorthands (``encoder: minilm``), lists where mappings belong, non-finite numbers, plugin names switched by a dotted
-override, a selection metric without validation data, and the encoder's folder and position table. Each rule
-returns its problems as ``path.to.key: message`` strings, so that every problem is reported in one go.
+override, a selection metric without validation data, the encoder's folder and position table, the trackers of
+``train.report_to``, and where training starts (``init_from``, ``freeze``, a sample's column). Each rule returns
+its problems as ``path.to.key: message`` strings, so that every problem is reported in one go.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from polytask.registry import Registry, UnknownNameError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from polytask.config import DatasetConfig, EncoderConfig
+    from polytask.config_schema import DatasetConfig, EncoderConfig, RunConfig
 
 PLUGIN_KINDS = ("sampler", "weighting", "gradients")
 EXAMPLES = {"tasks": "tasks: {intent: {type: classification, dataset: snips, label: intent}}",
@@ -173,3 +174,52 @@ def position_limit(folder: Path) -> tuple[int | None, str | None]:
         return table - offset, (f"max_position_embeddings is {table}, less {offset} for the padding offset of "
                                 f"{model_type} models")
     return table, f"max_position_embeddings is {table}"
+
+
+def report_to_problems(train: Any) -> list[str]:
+    """``train.report_to``'s names: known trackers, installed (read from the raw mapping, so these are reported
+    together with the schema's problems)."""
+    from polytask.trackers import tracker_problems
+
+    names = train.get("report_to") if isinstance(train, dict) else None
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return []  # not a list of names: the schema says so
+    return tracker_problems(names)
+
+
+FREEZE = re.compile(r"embeddings|word_embeddings|encoder|heads|task_embedding|heads\.[A-Za-z0-9_-]+|layers:\d+(-\d+)?")
+
+
+def training_start_problems(run: RunConfig) -> list[str]:
+    """``init_from``, ``freeze`` and ``sample``: the checkpoint exists, freeze entries are known, a sample's column
+    is known."""
+    problems = []
+    t = run.train
+    for teacher in (run.distillation.teachers if run.distillation else []):
+        if not (Path(teacher) / "config.json").is_file():
+            problems.append(f"distillation.teachers: not a polytask checkpoint folder (no config.json): {teacher}")
+    if t.init_from is not None and not (Path(t.init_from) / "config.json").is_file():
+        problems.append(f"train.init_from: not a polytask checkpoint folder (no config.json): {t.init_from}")
+    if t.carry_tasks and t.init_from is None:
+        problems.append("train.carry_tasks: needs train.init_from (the checkpoint whose tasks are carried)")
+    for entry in t.freeze:
+        if not FREEZE.fullmatch(entry):
+            problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, word_embeddings, encoder, "
+                            "layers:A-B (encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
+    sources = run.sources_of()
+    for name, ds in run.datasets.items():
+        if ds.sample is not None and ds.sample.column is None:
+            tasks = sources.get(name, [])
+            if len(tasks) != 1:
+                problems.append(f"datasets.{name}.sample.column: required when the dataset feeds {len(tasks)} "
+                                "tasks (which column's classes to sample)")
+            else:
+                ds.sample.column = run.tasks[tasks[0]].label  # type: ignore[attr-defined]
+    return problems
+
+
+def without_repeats(problems: list[str], non_finite: list[str]) -> list[str]:
+    """``problems`` less the schema's messages about keys the non-finite rule already named (NaN fails bounds)."""
+    keys = {p.split(": ", 1)[0] for p in non_finite}
+    return [p for p in problems if p in non_finite or p.split(": ", 1)[0] not in keys]

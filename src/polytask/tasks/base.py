@@ -17,7 +17,8 @@ A task type is a class registered in ``TASKS`` under the name users write as ``t
 nothing branches on a type's name. A generating task (seq2seq) writes text at inference: its head takes the same
 encoder output and searches token by token inside ``forward``, with settings a call may change
 (``generation_settings``); it is left out of the ONNX graph.
-``docs/python-api.md`` walks through writing one.
+``docs/python-api.md`` walks through writing one. The params, the types these methods take and return, and the
+helpers task types share are in ``polytask.tasks.parts`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from polytask.data.examples import Example, Feature
@@ -38,93 +37,14 @@ from polytask.data.input_specs import TextInput
 from polytask.data.inputs import InputSpec
 from polytask.errors import DataError
 from polytask.registry import Registry
+from polytask.tasks.parts import (IGNORE, BatchShape, Encoded, Fields, FieldSpec, LabelSetParams,  # noqa: F401
+                                  Output, ScoredParams, TaskBatch, TaskParams, label_index, masked_pairs, mlp_head,
+                                  padded, softmax)
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated
 from polytask.tasks.stock import NotExportable, StockHead
 
 if TYPE_CHECKING:
     from polytask.config import DatasetConfig
-
-IGNORE = -100  # target value the losses skip (padding, words without a token, unlabelled rows)
-Fields = dict[str, Any]  # one feature's fields for one task; the key "target" is present when the row is labelled
-Output = Union[torch.Tensor, dict[str, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """A forward input of a task: its axes (``batch``, ``tokens``, ``words`` or a name of the task's own) and dtype.
-    ONNX export names and sizes graph inputs from it, and feeds zeros of this shape for tasks a call does not run."""
-
-    axes: tuple[str, ...]
-    dtype: str = "int64"  # "int64" or "float32"
-
-
-@dataclass(frozen=True)
-class BatchShape:
-    """Sizes a collate may need: rows, tokens (longest feature) and words (most words) of the batch."""
-
-    size: int
-    tokens: int
-    words: int = 0
-
-
-@dataclass
-class TaskBatch:
-    """A task's tensors for one batch: ``inputs`` its head reads, ``targets`` its loss reads."""
-
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
-    targets: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-class Encoded:
-    """What a head reads from the one shared encoder pass: ``tokens`` [B, T, H], ``pooled`` [B, H],
-    ``attention_mask`` [B, T] and, when a task of the batch tags words, ``word_index`` [B, W] (token of each word's
-    first sub-word, -1 for none). With a task embedding its vector ``bias`` [H] is added to what the head reads."""
-
-    def __init__(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
-                 word_index: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
-        self._tokens, self._pooled, self._bias = tokens, pooled, bias
-        self.attention_mask, self.word_index = attention_mask, word_index
-
-    @property
-    def tokens(self) -> torch.Tensor:
-        return self._tokens if self._bias is None else self._tokens + self._bias
-
-    @property
-    def pooled(self) -> torch.Tensor:
-        return self._pooled if self._bias is None else self._pooled + self._bias
-
-    def words(self) -> torch.Tensor:
-        """[B, W, H]: the vector of each word's first sub-word (rows of words without a token are copies of token 0:
-        their targets are IGNORE and decoding tags them O)."""
-        if self.word_index is None:
-            raise ValueError("this task reads words: the batch needs word_index (declare needs_words = True)")
-        index = self.word_index.clamp(min=0).unsqueeze(-1).expand(-1, -1, self._tokens.shape[-1])
-        words = self._tokens.gather(1, index)
-        return words if self._bias is None else words + self._bias
-
-
-class TaskParams(BaseModel):
-    """Keys every task accepts in YAML; task types add their own."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: str
-    dataset: str
-    label: str = Field(description="column of the dataset holding this task's label")
-    head_hidden: int = Field(0, ge=0, description="0: linear head; N: one hidden layer of N units (GELU)")
-
-
-class ScoredParams(TaskParams):
-    """Params of a task whose predictions carry a probability ``score``."""
-
-    min_score: float = Field(0.0, ge=0, le=1, description="answer 'none' (drop the span / relation) when the "
-                             "calibrated score is below this; 0: off. Metrics use the raw predictions")
-
-
-class LabelSetParams(ScoredParams):
-    """Keys of task types with a label set (classification, token classification)."""
-
-    unseen_labels: Literal["error", "count_as_wrong"] = Field(
-        "error", description="a validation/test label training never saw: an error, or scored as a wrong prediction")
 
 
 class Task(ABC):
@@ -357,41 +277,6 @@ class LabelSetTask(Task):
                             location=example.location, field=field or self.params.label, value=label,
                             allowed=", ".join(self.labels))
         return self._index[label]
-
-
-def mlp_head(hidden_size: int, inner: int, outputs: int, dropout: float) -> nn.Sequential:
-    """[..., H] -> [..., outputs]. ``inner`` > 0 adds Linear(H, inner) + GELU, which also lets a task embedding
-    added to the features act as more than a bias."""
-    layers: list[nn.Module] = [nn.Dropout(dropout)]
-    if inner:
-        layers += [nn.Linear(hidden_size, inner), nn.GELU(), nn.Dropout(dropout)]
-    layers.append(nn.Linear(inner or hidden_size, outputs))
-    return nn.Sequential(*layers)
-
-
-def masked_pairs(logits: torch.Tensor, target: torch.Tensor, ignore: int = IGNORE
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [..., C], target [...] -> (logits [N, C] float, target [N]) of the entries that are not ``ignore``."""
-    keep = target != ignore
-    return logits[keep].float(), target[keep]
-
-
-def label_index(labels: list[str]) -> dict[str, int]:
-    return {label: i for i, label in enumerate(labels)}
-
-
-def padded(rows: Sequence[Sequence[int] | None], width: int, fill: int = IGNORE) -> torch.Tensor:
-    """Ragged integer rows (None: all ``fill``) -> a [len(rows), width] long tensor padded with ``fill``."""
-    out = np.full((len(rows), width), fill, dtype=np.int64)
-    for i, row in enumerate(rows):
-        if row is not None and len(row):
-            out[i, : min(len(row), width)] = np.asarray(row, dtype=np.int64)[:width]
-    return torch.from_numpy(out)
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = np.exp(x - x.max(axis=axis, keepdims=True))
-    return z / z.sum(axis=axis, keepdims=True)
 
 
 TASKS: Registry[type[Task]] = Registry("task type")

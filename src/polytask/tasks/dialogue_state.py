@@ -25,6 +25,7 @@ normalisation (the official script scores span slots with a fuzzy match instead:
 chains the predicted states through each dialogue: turn t starts from the state predicted at turn t-1, as a
 deployed tracker would (a dialogue whose earlier turns are not in the evaluated rows starts from the gold previous
 state, counted in ``chain_restarts``). Average goal accuracy: the share of gold slots with the right value.
+Reading, updating and comparing states is in ``polytask.tasks.dialogue_state_values``.
 """
 
 from __future__ import annotations
@@ -42,55 +43,17 @@ from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Output, Task, TaskBatch, TaskParams,
                                  mlp_head, padded, softmax)
+from polytask.tasks.dialogue_state_values import STATE, apply_updates, as_state, normalise, state_right  # noqa: F401
 from polytask.tasks.token_classification import OUTSIDE, bio_spans, bio_tag_set, decode_words, word_span
 
 STATUS = ("carry", "update", "dontcare", "delete")
 DONTCARE = "dontcare"
-STATE = "a mapping {slot: [value, ...]} (equivalent values) or {slot: value}"
 
 
 class DialogueStateParams(TaskParams):
     label: str = Field("state", description="column of the state after the turn: {slot: [equivalent values]}")
     previous: str = Field("previous_state", description="column of the state after the previous user turn")
     tags: str = Field("tags", description="column of the user turn's BIO tags (spans of non-categorical slots)")
-
-
-def normalise(value: str) -> str:
-    return " ".join(str(value).casefold().split())
-
-
-def as_state(raw: Any, location: str, field: str) -> dict[str, list[str]]:
-    """A state as given -> {slot: [values]}; a bare string value is a list of one."""
-    if not isinstance(raw, Mapping):
-        raise DataError("a dialogue state must be a mapping", location=location, field=field, value=raw,
-                        allowed=STATE)
-    out = {}
-    for slot, value in raw.items():
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(slot, str) or not isinstance(values, list) or not values \
-                or not all(isinstance(v, str) for v in values):
-            raise DataError("malformed slot value", location=location, field=f"{field}.{slot}", value=value,
-                            allowed=STATE)
-        out[slot] = list(values)
-    return out
-
-
-def apply_updates(previous: Mapping[str, Any], updates: Mapping[str, str | None]) -> dict[str, str]:
-    """The previous state ({slot: value or [values]}: the first is kept) with ``updates`` (None: delete)."""
-    state = {s: (v if isinstance(v, str) else v[0]) for s, v in previous.items()}
-    for slot, value in updates.items():
-        if value is None:
-            state.pop(slot, None)
-        else:
-            state[slot] = value
-    return state
-
-
-def state_right(predicted: Mapping[str, str], gold: Mapping[str, list[str]]) -> tuple[bool, int]:
-    """(every slot right and no extra slot, number of gold slots whose value is right)."""
-    right = sum(s in predicted and normalise(predicted[s]) in {normalise(v) for v in values}
-                for s, values in gold.items())
-    return right == len(gold) and set(predicted) <= set(gold), right
 
 
 class StateHead(nn.Module):

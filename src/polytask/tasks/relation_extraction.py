@@ -15,6 +15,7 @@ none) so the relation head learns from clean spans; inference scores the pairs o
 outputs are plain tensors ([B, W, C] tags, [B, W, W, R+1] pair logits), so the whole head exports to ONNX; span
 decoding and pairing happen in ``postprocess``. Metrics: strict micro relation F1 (primary; a relation counts when
 both spans, both entity types and the relation type are right, as in SpERT, Eberts & Ulges 2020) and entity F1.
+The head itself is ``polytask.tasks.biaffine.JointHead``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from torch import nn
 from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, Output, ScoredParams, Task, TaskBatch,
-                                 TaskParams, label_index, masked_pairs, mlp_head, padded, softmax)
+                                 TaskParams, label_index, masked_pairs, padded, softmax)
+from polytask.tasks.biaffine import JointHead
 from polytask.tasks.relation_metrics import relation_extraction_scores
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_items
 from polytask.tasks.stock import NotExportable, StockHead
@@ -47,26 +49,6 @@ class RelationExtractionParams(ScoredParams):
     pair_hidden: int = Field(128, ge=8, description="width of the biaffine relation scorer's word projections")
     entity_types: list[str] | None = Field(None, description="fixed entity types; default: those seen in training")
     relation_types: list[str] | None = Field(None, description="fixed relation types; default: seen in training")
-
-
-class JointHead(nn.Module):
-    """Word vectors [B, W, H] -> entity tag logits [B, W, C] and pair logits [B, W, W, R + 1]."""
-
-    def __init__(self, hidden: int, tags: int, relations: int, inner: int, pair_hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.tagger = mlp_head(hidden, inner, tags, dropout)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, pair_hidden), nn.GELU())
-        self.tail = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, pair_hidden), nn.GELU())
-        # one extra input unit fixed at 1 on each side gives the linear and bias terms of the biaffine form
-        self.biaffine = nn.Parameter(torch.zeros(relations + 1, pair_hidden + 1, pair_hidden + 1))
-        nn.init.xavier_uniform_(self.biaffine[:, :-1, :-1])
-
-    def forward(self, words: torch.Tensor) -> dict[str, torch.Tensor]:
-        ones = torch.ones_like(words[..., :1])
-        head = torch.cat([self.head(words), ones], dim=-1)
-        tail = torch.cat([self.tail(words), ones], dim=-1)
-        pairs = torch.einsum("bid,rde,bje->bijr", head, self.biaffine.to(head.dtype), tail)
-        return {"tags": self.tagger(words), "pairs": pairs}
 
 
 @TASKS.register("relation_extraction")
