@@ -6,6 +6,7 @@ validated (``saved_run_config``) and a ``last`` folder's training state read bac
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +133,33 @@ def load_tasks(config: dict[str, Any]) -> dict[str, Any]:
     return tasks
 
 
+class _DropMessage(logging.Filter):
+    """Drops log records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def load_tokenizer(path: str | Path, tasks: dict[str, Any]) -> Any:
     """The checkpoint's tokenizer; it must hold every special token the tasks' inputs add (e.g. entity markers)."""
     from transformers import AutoTokenizer
 
     from polytask.encoder import check_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    # transformers 5 reads a folder's config.json to tell Mistral tokenizers apart; ours is polytask's (no model_type),
+    # so it warns that the regex is wrong and tokenisation will be too: false for every tokenizer we save (the
+    # tokens are identical to the encoder's own tokenizer's), so that one warning is dropped
+    noisy = logging.getLogger("transformers.tokenization_utils_tokenizers")
+    quiet = _DropMessage("fix_mistral_regex")
+    noisy.addFilter(quiet)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    finally:
+        noisy.removeFilter(quiet)
     check_tokenizer(tokenizer, str(path))
     vocab = tokenizer.get_vocab()
     missing = sorted({t for task in tasks.values() for t in task.input.special_tokens() if t not in vocab})
