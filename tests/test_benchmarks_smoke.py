@@ -40,12 +40,12 @@ def test_serving_curve_smoke(tmp_path: Path) -> None:
     """K tasks per design vs K separate models: every row measured, sizes grow with K as they must."""
     out = tmp_path / "curve.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serving_curve.py"), "--smoke", "--threads",
-                           "1", "--ks", "1,3", "--texts-per-run", "32", "--json-out", str(out)],
+                           "1", "--ks", "1,3", "--designs", "hard,moe top 2", "--texts-per-run", "32", "--json-out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     rows = {(r["design"], r["K"]): r for r in result["results"]}
-    assert set(rows) == {(d, k) for d in ("hard", "K separate HF models") for k in (1, 3)}
+    assert set(rows) == {(d, k) for d in ("hard", "moe top 2", "K separate HF models") for k in (1, 3)}
     for row in rows.values():
         assert row["texts_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0 and row["peak_rss_mb"] > 0
     hard, separate = rows[("hard", 3)], rows[("K separate HF models", 3)]
@@ -53,6 +53,7 @@ def test_serving_curve_smoke(tmp_path: Path) -> None:
     # three encoders vs one: the separate models carry two more encoders' parameters and bytes
     assert separate["parameters"] > 2.5 * hard["parameters"] and separate["disk_bytes"] > 2.5 * hard["disk_bytes"]
     assert hard["extra_parameters"] > rows[("hard", 1)]["extra_parameters"] > 0  # heads only
+    assert rows[("moe top 2", 3)]["extra_parameters"] > hard["extra_parameters"]  # + experts and gates
 
 
 def test_train_throughput_benchmark_smoke(tmp_path: Path) -> None:
