@@ -1,8 +1,9 @@
 """The page `polytask serve` shows at `/`, in a real headless Chromium (Debian's chromium + chromium-driver, driven by
 selenium): it lists the model's tasks, label sets and stored metrics, and for what a person types it draws exactly
 what `POST /predict` answers: labels with score bars, spans highlighted in the text, regression values, QA answers
-in the context, relations between highlighted entities, "none" answers, the server's errors; user text never
-becomes markup. The browser tests skip, saying what is missing, only when chromium, chromedriver or selenium are
+in the context, relations between highlighted entities, "none" answers, the server's errors, generated text with
+the generation settings sent, dialogue turns whose state is carried to the next turn; user text never becomes
+markup. The browser tests skip, saying what is missing, only when chromium, chromedriver or selenium are
 absent (`make test` installs chromium as root)."""
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def test_page_files_and_info(trained, monkeypatch: pytest.MonkeyPatch) -> None:
         assert info["tasks"]["intent"]["primary_metric"] == "accuracy"
         assert info["tasks"]["topics"]["params"]["threshold"] == 0.5
         assert info["metrics"] == json.loads((best / "metrics.json").read_text())  # what serve() read from CKPT
-        assert info["limits"] == {"max_batch": 64, "max_chars": 99}
+        assert info["limits"] == {"max_batch": 64, "max_chars": 99, "max_beams": 4, "max_new_tokens": 256}
+        assert not any(t["generates"] for t in info["tasks"].values())
         assert info["encoder"]["model_type"] == "bert" and info["encoder"]["layers"] == 2
         paths = c.get("/openapi.json").json()["paths"]
         assert "/info" in paths and "/" not in paths and not any(p.startswith("/static") for p in paths)
@@ -138,24 +140,32 @@ class Page:
     def find(self, css: str, within: Any = None) -> list[Any]:
         return (within or self.d).find_elements(self.by.CSS_SELECTOR, css)
 
-    def ask(self, kind: str, text: str, pair: str | None = None) -> dict[str, Any]:
-        """Type the input, press Predict, wait for the page -> the page's cards by task."""
-        self.find(f"#kind-{kind}")[0].click()
+    def type(self, css: str, value: str) -> None:
+        element = self.find(css)[0]
+        element.clear()
+        if all(ord(ch) < 0x10000 for ch in value):
+            element.send_keys(value)
+        else:  # chromedriver types only the Basic Multilingual Plane
+            self.d.execute_script("arguments[0].value = arguments[1]", element, value)
+
+    def ask(self, kind: str, text: str, pair: str | None = None, **fields: str) -> dict[str, Any]:
+        """Type the input (and ``fields``: element id -> value, "_" for "-"), press Predict, wait for the page ->
+        the page's cards by task."""
+        radio = self.find(f"#kind-{kind}")[0]
+        if radio.is_displayed():  # (the choice is hidden when the model reads one kind only)
+            radio.click()
         for box, value in (("#text-a", text), ("#text-b", pair)):
             if value is not None:
-                element = self.find(box)[0]
-                element.clear()
-                if all(ord(ch) < 0x10000 for ch in value):
-                    element.send_keys(value)
-                else:  # chromedriver types only the Basic Multilingual Plane
-                    self.d.execute_script("arguments[0].value = arguments[1]", element, value)
+                self.type(box, value)
+        for name, value in fields.items():
+            self.type("#" + name.replace("_", "-"), value)
         done = self.body.get_attribute("data-done")
         self.find("#predict")[0].click()
         self.wait.until(lambda d: self.body.get_attribute("data-done") != done)
         return {c.get_attribute("data-task"): c for c in self.find("#results .task")}
 
-    def server(self, item: Any) -> dict[str, Any]:
-        r = httpx.post(self.base + "/predict", json={"texts": [item]}, timeout=30)
+    def server(self, item: Any, **body: Any) -> dict[str, Any]:
+        r = httpx.post(self.base + "/predict", json={"texts": [item], **body}, timeout=30)
         assert r.status_code == 200, r.text
         return r.json()["predictions"][0]
 
@@ -168,6 +178,10 @@ class Page:
         """Highlighted spans: (the text marked, its type)."""
         return [(self.find(".t", m)[0].get_attribute("textContent"), m.get_attribute("data-type"))
                 for m in self.find("mark", card)]
+
+    def json(self, which: str) -> Any:
+        """What the page sent (``sent``) or received (``raw``), from its JSON box."""
+        return json.loads(self.find(f"#{which}-json")[0].get_attribute("textContent"))
 
     def shown_text(self, card: Any) -> str:
         """The highlighted text as a reader sees it, without the type tags."""
@@ -316,3 +330,141 @@ def test_qa_and_relations_match_the_server(qa_page: Page) -> None:
     assert not cards and "422: " in page.find("#error")[0].text and "overlap or nest" in page.find("#error")[0].text
     cards = page.ask("entities", "the cat in the dog")  # no markers: the page asks for them, sends nothing
     assert not cards and "Mark the two entities" in page.find("#error")[0].text
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# generated text and dialogue turns: tiny models trained in memory for a few steps (the answers need not be good,
+# only the same on the page as in the server's JSON)
+
+
+def quick_pipeline(raw: dict[str, Any], steps: int) -> Pipeline:
+    """A model of ``raw`` trained ``steps`` AdamW steps of 16 rows on each source's train split, as a Pipeline."""
+    import torch
+
+    from polytask.config import validate_config
+    from polytask.data.batching import collate
+    from polytask.data.loading import build_tasks, load_data
+    from polytask.encoder import load_encoder
+    from polytask.train import build_model
+
+    cfg = validate_config(raw)
+    tasks = build_tasks(cfg)
+    encoder, tokenizer = load_encoder(cfg.encoder.name)
+    data = load_data(cfg, tokenizer, splits=("train",), tasks=tasks, fit=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, data, encoder, tokenizer).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for source, split in data.splits["train"].items():
+        names, n = [t for t, task in tasks.items() if task.params.dataset == source], len(split.features)
+        for step in range(steps):
+            batch = collate(split, [(step * 16 + i) % n for i in range(min(16, n))], tasks, tokenizer.pad_token_id)
+            out = model(batch.inputs, batch.task_inputs, names)
+            loss = sum(tasks[t].loss(out[t], batch.targets[t]) for t in names)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return Pipeline(model.eval())
+
+
+@pytest.fixture(scope="module")
+def s2s_page(browser, tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    """A seq2seq task (the target names the city and the artist of the source) beside a sentiment classifier, both
+    on texts, served with --max-beams 3 --max-new-tokens 5."""
+    from conftest import make_sentiment_csv
+    from toydata import make_parallel
+
+    folder = tmp_path_factory.mktemp("page-s2s")
+    make_parallel(folder / "train", 32, 1)
+    make_sentiment_csv(folder / "sentiment.csv", 32, 1)
+    pipe = quick_pipeline({
+        "encoder": {"name": tiny_encoder, "max_length": 24},
+        "datasets": {"par": {"format": "parallel", "train": str(folder / "train"), "text": "src",
+                             "options": {"suffixes": ["src", "tgt"]}},
+                     "sent": {"format": "csv", "train": str(folder / "sentiment.csv"), "text": "sentence"}},
+        "tasks": {"translate": {"type": "seq2seq", "dataset": "par", "label": "tgt", "max_target_length": 6,
+                                "decoder_layers": 1},
+                  "sentiment": {"type": "classification", "dataset": "sent", "label": "label"}},
+        "train": {"output_dir": str(folder / "out")}}, steps=25)
+    with served(create_app(pipe, max_beams=3, max_new_tokens=5)) as base:
+        yield Page(browser, base)
+
+
+def test_generated_text_with_settings_matches_the_server(s2s_page: Page) -> None:
+    page = s2s_page
+    assert not page.find("#generation")[0].get_attribute("hidden")
+    assert (page.find("#num-beams")[0].get_attribute("max"), page.find("#max-new-tokens")[0].get_attribute("max")) \
+        == ("3", "5")  # the server's bounds, from GET /info
+    assert page.find("#num-beams")[0].get_attribute("placeholder") == "1"  # the task's own num_beams
+    text = "please music by sting in oslo now"
+    cards = page.ask("text", text, num_beams="2", max_new_tokens="4")
+    settings = {"num_beams": 2, "max_new_tokens": 4}
+    want = page.server(text, generation=settings)
+    assert page.json("sent") == {"texts": [text], "generation": settings}
+    assert page.json("raw") == {"predictions": [want]} and list(cards) == ["translate", "sentiment"]
+    assert want["translate"]["text"], "the tiny model writes a text: the comparison must not be vacuous"
+    shown = page.find(".generated", cards["translate"])[0]
+    assert shown.get_attribute("textContent") == want["translate"]["text"] and not page.find("*", shown)
+    assert page.rows(cards["sentiment"])[0][:2] == (want["sentiment"]["label"], want["sentiment"]["score"])
+
+    cards = page.ask("text", text, num_beams="", max_new_tokens="1")  # only what is filled is sent
+    assert page.json("sent") == {"texts": [text], "generation": {"max_new_tokens": 1}}
+    assert page.json("raw") == {"predictions": [page.server(text, generation={"max_new_tokens": 1})]}
+
+    # above --max-beams: the browser does not send it (the field's max is the server's bound)
+    page.type("#num-beams", "9")
+    done = page.body.get_attribute("data-done")
+    page.find("#predict")[0].click()
+    assert page.d.execute_script("return arguments[0].validity.rangeOverflow", page.find("#num-beams")[0])
+    assert page.body.get_attribute("data-done") == done
+
+
+@pytest.fixture(scope="module")
+def dialogue_page(browser, tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    """Intent, requested slots, slot tags and dialogue state of the synthetic SGD data (16 training dialogues)."""
+    from dialogue_data import sgd_config, write_sgd_split
+
+    root = tmp_path_factory.mktemp("page-sgd")
+    raw = sgd_config(root, tiny_encoder, root / "out")
+    write_sgd_split(root / "train", 16, 1)  # fewer training dialogues than the config's 40: a faster fixture
+    with served(create_app(quick_pipeline(raw, steps=25))) as base:
+        yield Page(browser, base)
+
+
+def test_dialogue_turns_carry_the_state(dialogue_page: Page) -> None:
+    page = dialogue_page
+    assert page.find("#modes")[0].get_attribute("hidden") and not page.find("#dialogue")[0].get_attribute("hidden")
+    assert page.find("#generation")[0].get_attribute("hidden")  # no generating task
+    assert [o.get_attribute("value") for o in page.find("#service option")] == ["", "Music_1", "Weather_1"]
+    page.find("#service option[value='Music_1']")[0].click()
+
+    first = {"text": "play a song by adele", "history": [], "service": "Music_1"}
+    cards = page.ask("dialogue", first["text"])
+    want = page.server(first)
+    assert page.json("sent") == {"texts": [first]} and page.json("raw") == {"predictions": [want]}
+    assert list(cards) == ["intent", "requested", "slots", "state"]
+    assert page.rows(cards["intent"])[0][:2] == (want["intent"]["label"], want["intent"]["score"])
+    assert page.marks(cards["slots"]) == [(s["text"], s["type"]) for s in want["slots"]["spans"]]
+    state = want["state"]
+    assert state["state"], "the tiny model fills a slot on the first turn: the carried state must not be empty"
+    assert _state_rows(page, cards["state"]) == {s: (v, s in state["updates"]) for s, v in state["state"].items()}
+
+    second = {"text": "what is the album", "history": ["play a song by adele", "playing it now ."],
+              "previous_state": state["state"], "service": "Music_1"}
+    cards = page.ask("dialogue", second["text"], history="\n".join(second["history"]) + "\n\n")  # blank lines dropped
+    want = page.server(second)
+    assert page.json("sent") == {"texts": [second]} and page.json("raw") == {"predictions": [want]}
+    assert _state_rows(page, cards["state"]) == {s: (v, s in want["state"]["updates"])
+                                                 for s, v in want["state"]["state"].items()}
+    assert "previous_state artist = " in page.find("#carried")[0].text
+
+    page.find("#new-dialogue")[0].click()  # clears the carried state and the history
+    assert page.find("#history")[0].get_attribute("value") == "" and "New dialogue" in page.find("#carried")[0].text
+    page.ask("dialogue", "<u>in paris</u> please.")  # typed markup stays text
+    assert page.json("sent") == {"texts": [{"text": "<u>in paris</u> please.", "history": [], "service": "Music_1"}]}
+    assert not page.find("#results u") and page.find("#results .task")
+
+
+def _state_rows(page: Page, card: Any) -> dict[str, tuple[str, bool]]:
+    """The state table: slot -> (value, highlighted as set by this turn)."""
+    return {r.get_attribute("data-slot"): (r.get_attribute("data-value"), "updated" in (r.get_attribute("class") or ""))
+            for r in page.find("table.state tbody tr", card) if "removed" not in (r.get_attribute("class") or "")}

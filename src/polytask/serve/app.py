@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 from polytask.inference import Pipeline
 from polytask.serve.batcher import MicroBatcher, Unavailable
 from polytask.serve.limits import BodyLimit
-from polytask.serve.page import add_page, read_metrics
+from polytask.serve.page import Limits, add_page, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ def create_app(pipeline: Pipeline, max_batch: int = 64, max_chars: int = 5000, w
             raise HTTPException(500, detail=f"{type(exc).__name__}: {exc}") from None
         return PredictResponse(predictions=outputs)
 
-    add_page(app, pipeline, metrics, max_batch, max_chars)
+    add_page(app, pipeline, metrics, Limits(max_batch=max_batch, max_chars=max_chars, max_beams=max_beams,
+                                            max_new_tokens=max_new_tokens))
     return app
 
 

@@ -2,7 +2,9 @@
 
 The page is three static files shipped in the package (``serve/static``: HTML, JavaScript, CSS; no CDN, no build
 step, so it works offline). Its script asks ``GET /info`` for the tasks, label sets and stored metrics, sends what a
-person types to the same ``POST /predict`` every client uses, and draws each task's answer. It writes text into the
+person types to the same ``POST /predict`` every client uses (with generation settings when a task generates
+text, and with the history and the last returned state when the tasks read dialogue turns), and draws each task's
+answer. It writes text into the
 page only as text nodes, never as HTML, and a Content-Security-Policy header allows scripts and styles from the
 server alone.
 """
@@ -33,12 +35,16 @@ PAGE_HEADERS = {
 class Limits(BaseModel):
     max_batch: int = Field(..., description="most inputs in one request (--max-batch)")
     max_chars: int = Field(..., description="most characters in one text (--max-chars)")
+    max_beams: int = Field(..., description="most beams a request may ask of a generating task (--max-beams)")
+    max_new_tokens: int = Field(..., description="most tokens a request may ask a generating task to write "
+                                                 "(--max-new-tokens)")
 
 
 class ModelInfo(BaseModel):
     tasks: dict[str, dict[str, Any]] = Field(
-        ..., description="per task, what GET /tasks gives (type, input kind, label set) plus primary_metric and "
-                         "params (the task's settings, min_score and threshold included)")
+        ..., description="per task, what GET /tasks gives (type, input kind, label set) plus primary_metric, "
+                         "params (the task's settings, min_score, threshold, num_beams and max_new_tokens "
+                         "included) and generates (true for a task that writes text, such as seq2seq)")
     metrics: Optional[dict[str, Any]] = Field(
         ..., description="the checkpoint's metrics.json: the saved model's validation and test scores (per task "
                          "under validation.tasks and test.tasks), training steps and seconds; null when it has none")
@@ -70,11 +76,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def model_info(pipeline: Pipeline, metrics: Optional[dict[str, Any]], max_batch: int, max_chars: int) -> ModelInfo:
+def model_info(pipeline: Pipeline, metrics: Optional[dict[str, Any]], limits: Limits) -> ModelInfo:
     """What the page shows about the served model, read from the loaded model (so it is what answers)."""
     model = pipeline.model
+    # ``generates`` is the task type's declared capability: the page offers generation settings by it, not by name
     tasks = {name: {**described, "primary_metric": model.tasks[name].primary_metric,
-                    "params": model.tasks[name].params.model_dump(mode="json")}
+                    "params": model.tasks[name].params.model_dump(mode="json"),
+                    "generates": bool(model.tasks[name].generates)}
              for name, described in pipeline.tasks.items()}
     config = getattr(getattr(model, "encoder", None), "config", None)
     name = ((getattr(model, "run_config", None) or {}).get("encoder") or {}).get("name")
@@ -87,14 +95,12 @@ def model_info(pipeline: Pipeline, metrics: Optional[dict[str, Any]], max_batch:
         "max_length": getattr(model, "max_length", None),
         "parameters": model.num_parameters() if hasattr(model, "num_parameters") else None,
     }
-    return ModelInfo(tasks=tasks, metrics=metrics, encoder=encoder,
-                     limits=Limits(max_batch=max_batch, max_chars=max_chars))
+    return ModelInfo(tasks=tasks, metrics=metrics, encoder=encoder, limits=limits)
 
 
-def add_page(app: Any, pipeline: Pipeline, metrics: Optional[dict[str, Any]], max_batch: int,
-             max_chars: int) -> None:
+def add_page(app: Any, pipeline: Pipeline, metrics: Optional[dict[str, Any]], limits: Limits) -> None:
     """Register ``GET /`` (the page, not in the OpenAPI schema), ``/static/*`` (its script and style) and
-    ``GET /info`` (in the schema) on a FastAPI ``app``."""
+    ``GET /info`` (in the schema) on a FastAPI ``app``; ``limits`` are the server's request limits."""
     from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
 
@@ -108,6 +114,6 @@ def add_page(app: Any, pipeline: Pipeline, metrics: Optional[dict[str, Any]], ma
     async def info() -> ModelInfo:
         """The served model: its tasks (label sets, settings), the scores stored with it, its encoder, the
         request limits."""
-        return model_info(pipeline, metrics, max_batch, max_chars)
+        return model_info(pipeline, metrics, limits)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

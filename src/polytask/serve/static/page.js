@@ -1,7 +1,8 @@
 // The page to try a polytask model: reads GET /info, sends what is typed to POST /predict, draws every task's answer.
 // Text from the user or the model goes into the page only as text nodes (textContent / append of strings), never
 // as HTML. Answers are drawn by their shape (the keys documented in docs/cli.md#server), so a task type added as a
-// plugin is drawn too when its answers have a known shape, and shown as JSON otherwise.
+// plugin is drawn too when its answers have a known shape, and shown as JSON otherwise. Generation settings are
+// offered for the tasks /info marks as generating; a dialogue answer's state is sent back as previous_state.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -10,9 +11,11 @@
     pair: {title: "Pair", a: "Text (or question)", b: "Text pair (or context)"},
     entities: {title: "Entity pair", a: "Text with <e1>…</e1> and <e2>…</e2> around the two entities",
                placeholder: "The <e1>company</e1> makes <e2>chairs</e2>."},
+    dialogue: {title: "Dialogue turn", a: "User turn", placeholder: "i want to eat in san jose"},
   };
   const MARKERS = ["<e1>", "</e1>", "<e2>", "</e2>"];
-  const state = {info: null, kind: "text", done: 0};
+  // previous: the dialogue state the last dialogue answer returned, sent as previous_state with the next turn
+  const state = {info: null, kind: "text", done: 0, previous: null};
 
   // an element with attributes and children; strings become text nodes
   function el(tag, attrs, ...children) {
@@ -116,6 +119,34 @@
     return el("div", {class: "view"}, el("p", {class: "value", "data-value": p.value}, fmt(p.value)));
   }
 
+  // generated text (seq2seq): a text node, so markup the model writes stays text
+  function generated(p) {
+    return el("div", {class: "view"}, p.text ? el("p", {class: "generated"}, p.text) : none("empty text"));
+  }
+
+  const valueText = (v) => (Array.isArray(v) ? v.join(" | ") : String(v));
+
+  // the state after the turn as a slot: value table; slots this turn set are highlighted, removed ones struck out
+  function dialogueState(p) {
+    const updates = p.updates || {};
+    const changed = (slot) => Object.prototype.hasOwnProperty.call(updates, slot);
+    const rows = Object.entries(p.state).map(([slot, value]) =>
+      el("tr", {class: changed(slot) ? "updated" : null, "data-slot": slot, "data-value": valueText(value)},
+         el("td", {}, slot), el("td", {}, valueText(value))));
+    for (const [slot, value] of Object.entries(updates)) {
+      if (value === null) rows.push(el("tr", {class: "removed", "data-slot": slot}, el("td", {}, slot),
+                                        el("td", {}, "removed")));
+    }
+    if (!rows.length) return el("div", {class: "view"}, none("empty state: no slot has a value"));
+    const n = Object.keys(updates).length;
+    return el("div", {class: "view"},
+              el("table", {class: "state"}, el("thead", {}, el("tr", {}, el("th", {}, "slot"), el("th", {}, "value"))),
+                 el("tbody", {}, ...rows)),
+              el("p", {class: "muted"}, n ? `highlighted: set by this turn (${n})` : "this turn changed nothing"));
+  }
+
+  const isState = (p) => p && typeof p.state === "object" && p.state !== null && typeof p.updates === "object";
+
   function view(p, task, ctx) {
     const has = (...keys) => keys.every((k) => p && Object.prototype.hasOwnProperty.call(p, k));
     if (has("labels", "scores")) return multiLabel(p, task);
@@ -125,6 +156,8 @@
     if (has("entities", "relations")) return relations(p, ctx.text);
     if (has("answer", "start", "end")) return answer(p, ctx.pair ?? ctx.text);
     if (has("value")) return regression(p);
+    if (isState(p)) return dialogueState(p);
+    if (has("text") && typeof p.text === "string") return generated(p);
     return el("pre", {class: "view"}, JSON.stringify(p, null, 2));
   }
 
@@ -136,6 +169,7 @@
                 el("h3", {}, name, " ", el("span", {class: "muted"}, task.type || "")), view(p, task, ctx));
     });
     $("results").replaceChildren(...cards);
+    $("sent-json").textContent = JSON.stringify(ctx.body, null, 2);
     $("raw-json").textContent = JSON.stringify({predictions: [prediction]}, null, 2);
     $("raw").hidden = false;
   }
@@ -163,7 +197,56 @@
     // the offsets of relation answers point into the text without its markers
     const ctx = kind === "entities" ? {text: MARKERS.reduce((t, m) => t.split(m).join(""), a)}
                                     : {text: a, pair: kind === "pair" ? b : undefined};
-    return {body: {texts: [kind === "pair" ? [a, b] : a]}, ctx};
+    const item = kind === "pair" ? [a, b] : kind === "dialogue" ? dialogueTurn(a) : a;
+    const body = {texts: [item]};
+    const generation = generationSettings(kind);
+    if (generation) body.generation = generation;
+    ctx.body = body;
+    return {body, ctx};
+  }
+
+  // the user turn, the history box (one turn a line, oldest first, the last one the system's: the server reads
+  // plain strings that way), the state of the last answer and the chosen service
+  function dialogueTurn(text) {
+    const history = $("history").value.split("\n").map((line) => line.trim()).filter(Boolean);
+    const turn = {text, history};
+    if (state.previous) turn.previous_state = state.previous;
+    if ($("service").value) turn.service = $("service").value;
+    return turn;
+  }
+
+  const generatingTasks = (kind) => Object.entries(state.info.tasks)
+    .filter(([, t]) => t.generates && t.input === kind);
+
+  // the beams and token fields, when this kind has a generating task and a field is filled; the server checks
+  // the bounds (--max-beams, --max-new-tokens) and answers 422 naming the field when one is passed
+  function generationSettings(kind) {
+    if (!generatingTasks(kind).length) return null;
+    const out = {};
+    for (const [id, key] of [["num-beams", "num_beams"], ["max-new-tokens", "max_new_tokens"]]) {
+      const raw = $(id).value.trim();
+      if (raw !== "") out[key] = Number(raw);
+    }
+    return Object.keys(out).length ? out : null;
+  }
+
+  function showCarried() {
+    const slots = Object.entries(state.previous || {});
+    $("carried").textContent = state.previous === null
+      ? "New dialogue: the first turn starts from an empty state."
+      : "The next turn is sent with previous_state " +
+        (slots.length ? slots.map(([k, v]) => `${k} = ${valueText(v)}`).join(", ") : "{} (empty)") +
+        ". Add this turn and the system's reply to the history before sending it.";
+  }
+
+  function newDialogue() {
+    state.previous = null;
+    $("history").value = "";
+    $("text-a").value = "";
+    $("results").replaceChildren();
+    $("raw").hidden = true;
+    $("error").hidden = true;
+    showCarried();
   }
 
   async function ask(body, ctx) {
@@ -179,6 +262,11 @@
         return;
       }
       showResults(answer.predictions[0], ctx);
+      if (state.kind === "dialogue") {  // keep the returned state for the next turn
+        const tracked = Object.values(answer.predictions[0]).find(isState);
+        if (tracked) state.previous = tracked.state;
+        showCarried();
+      }
       $("status").textContent = `answered in ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
       $("status").textContent = "";
@@ -207,6 +295,8 @@
     $("label-b").textContent = spec.b || "";
     $("text-a").placeholder = spec.placeholder || "";
     $("pair").hidden = kind !== "pair";
+    $("dialogue").hidden = kind !== "dialogue";
+    $("generation").hidden = !generatingTasks(kind).length;
     const names = Object.entries(state.info.tasks).filter(([, t]) => t.input === kind).map(([n]) => n);
     $("hint").textContent = "Answered by: " + names.join(", ");
     $("results").replaceChildren();
@@ -273,9 +363,38 @@
     const first = kinds[0] || "text";
     $("kind-" + first).checked = true;
     for (const id of ["text-a", "text-b"]) $(id).maxLength = info.limits.max_chars;
+    setupGeneration(info);
+    setupDialogue(info);
     setKind(first);
     $("predict").disabled = false;
     document.body.dataset.ready = "true";  // for scripted use (tests, screenshots): the page is set up
+  }
+
+  // the fields' bounds are the server's; empty fields leave each task its own settings (shown as placeholders)
+  function setupGeneration(info) {
+    const limits = info.limits, own = Object.values(info.tasks).filter((t) => t.generates).map((t) => t.params || {});
+    $("num-beams").max = limits.max_beams;
+    $("max-new-tokens").max = limits.max_new_tokens;
+    const first = own[0] || {};
+    if (first.num_beams !== undefined) $("num-beams").placeholder = String(first.num_beams);
+    const tokens = first.max_new_tokens ?? first.max_target_length;
+    if (tokens !== undefined && tokens !== null) $("max-new-tokens").placeholder = String(tokens);
+    $("generation-note").textContent = `at most ${limits.max_beams} beams and ${limits.max_new_tokens} tokens ` +
+      "(the server's --max-beams, --max-new-tokens); empty: each task's own";
+  }
+
+  // the services the dialogue tasks were trained on (their service_slots), offered to restrict the state's slots
+  function setupDialogue(info) {
+    const services = new Set();
+    for (const t of Object.values(info.tasks)) {
+      if (t.input === "dialogue" && t.service_slots && typeof t.service_slots === "object") {
+        for (const name of Object.keys(t.service_slots)) services.add(name);
+      }
+    }
+    $("service").append(...[...services].sort().map((name) => el("option", {value: name}, name)));
+    $("service-box").hidden = services.size === 0;
+    $("new-dialogue").addEventListener("click", newDialogue);
+    showCarried();
   }
 
   async function start() {
