@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -64,6 +64,20 @@ def _print_calibration(result: dict, title: str) -> None:
     table = calibration_table(result, title)
     if table is not None:
         console.print(table)
+
+
+def _print_run(result: Any, title: str, model: str, calibration: bool = False) -> None:
+    """A finished training run: its validation and test tables (``title`` after the split name), calibration
+    tables if asked, and a line with the steps, seconds and where ``model`` was written."""
+    from polytask.tables import results_table
+
+    for split in ("validation", "test"):
+        res = getattr(result, split)
+        if res:
+            console.print(results_table(res, f"{split} {title}"))
+            if calibration:
+                _print_calibration(res, f"{split} calibration (best checkpoint)")
+    console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; {model}: {result.best_dir}")
 
 
 def main() -> None:  # pragma: no cover - entry point

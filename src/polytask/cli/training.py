@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from polytask.cli.common import Overrides, _fail, _main_process, _print_calibration, _setup_logging, app, console
+from polytask.cli.common import (Overrides, _fail, _main_process, _print_calibration, _print_run, _setup_logging, app,
+                                 console)
 from polytask.errors import PolytaskError, check_choice
 
 
@@ -55,7 +56,6 @@ def train(
     """Train every task of CONFIG jointly; writes OUTPUT_DIR/best (model), OUTPUT_DIR/last (resumable) and
     OUTPUT_DIR/metrics.jsonl, and logs to the experiment trackers of train.report_to (tensorboard, mlflow, ...)."""
     from polytask.config import load_config
-    from polytask.tables import results_table
     from polytask.train import train as run_training
 
     _setup_logging()
@@ -66,12 +66,7 @@ def train(
         _fail(exc)
     if not _main_process():  # under torchrun / accelerate launch, one process prints
         return
-    for split in ("validation", "test"):
-        res = getattr(result, split)
-        if res:
-            console.print(results_table(res, f"{split} results (best checkpoint)"))
-            _print_calibration(res, f"{split} calibration (best checkpoint)")
-    console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; best model: {result.best_dir}")
+    _print_run(result, "results (best checkpoint)", "best model", calibration=True)
 
 
 @app.command("add-task")
@@ -86,7 +81,6 @@ def add_task(
     """Add CONFIG's task(s) to CHECKPOINT: new heads trained on the (few-shot) data, the encoder and the other tasks
     frozen so their outputs stay the same; writes OUTPUT_DIR/best holding every task."""
     from polytask.recipes.add_task import add_task as run_add_task
-    from polytask.tables import results_table
 
     _setup_logging()
     try:
@@ -96,11 +90,7 @@ def add_task(
         _fail(exc)
     if not _main_process():
         return
-    for split in ("validation", "test"):
-        res = getattr(result, split)
-        if res:
-            console.print(results_table(res, f"{split} results of the new task(s)"))
-    console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; model with every task: {result.best_dir}")
+    _print_run(result, "results of the new task(s)", "model with every task")
 
 
 @app.command()
@@ -114,7 +104,6 @@ def distill(
     """Train CONFIG's tasks as one model on a mix of gold labels and the teachers' outputs, the teacher weight
     going from 1 to 0 over training (BAM! teacher annealing); the teachers label the training rows once."""
     from polytask.config import load_config
-    from polytask.tables import results_table
     from polytask.train import train as run_training
 
     _setup_logging()
@@ -126,11 +115,7 @@ def distill(
         _fail(exc)
     if not _main_process():
         return
-    for split in ("validation", "test"):
-        res = getattr(result, split)
-        if res:
-            console.print(results_table(res, f"{split} results of the distilled model"))
-    console.print(f"trained {result.steps} steps in {result.seconds:.1f}s; student: {result.best_dir}")
+    _print_run(result, "results of the distilled model", "student")
 
 
 @app.command()

@@ -125,6 +125,10 @@ def layers_problem(layers: int | str, depth: int | None) -> list[str]:
 class SplitSharing(Sharing):
     """A design with its own top layers (``params.layers``): the bottom below them is the shared part."""
 
+    @classmethod
+    def check(cls, params: Any, depth: int | None, tasks: list[str]) -> list[str]:
+        return layers_problem(params.layers, depth)
+
     def attach(self, encoder: nn.Module, tasks: list[str]) -> None:
         super().attach(encoder, tasks)
         self.split = SplitEncoder(encoder, self.name)

@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from polytask.errors import PolytaskError
-from polytask.sharing.base import LayeredParams, Passes, SplitSharing, layers_problem
+from polytask.sharing.base import LayeredParams, Passes, SplitSharing
 from polytask.sharing.registry import SHARING
 
 
@@ -33,10 +33,6 @@ class CrossStitchParams(LayeredParams):
 class CrossStitchSharing(SplitSharing):
     Params = CrossStitchParams
     params: CrossStitchParams
-
-    @classmethod
-    def check(cls, params: Any, depth: int | None, tasks: list[str]) -> list[str]:
-        return layers_problem(params.layers, depth)
 
     def attach(self, encoder: nn.Module, tasks: list[str]) -> None:
         super().attach(encoder, tasks)

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from polytask.errors import PolytaskError
-from polytask.sharing.base import LayeredParams, Passes, SplitSharing, layers_problem
+from polytask.sharing.base import LayeredParams, Passes, SplitSharing
 from polytask.sharing.registry import SHARING
 
 
@@ -42,7 +42,7 @@ class LoraSharing(SplitSharing):
         unknown = [t for t in params.tasks or [] if t not in tasks]
         missing = [] if importlib.util.find_spec("peft") else [
             "name: 'lora' needs the peft package: pip install 'polytask[sharing]'"]
-        return missing + layers_problem(params.layers, depth) + (
+        return missing + super().check(params, depth, tasks) + (
             [f"tasks: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(tasks)}"] if unknown else [])
 
     def attach(self, encoder: nn.Module, tasks: list[str]) -> None:

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polytask.sharing.base import AuxLoss, LayeredParams, Passes, SplitSharing, layers_problem
+from polytask.sharing.base import AuxLoss, LayeredParams, Passes, SplitSharing
 from polytask.sharing.registry import SHARING
 
 
@@ -62,7 +62,7 @@ class MoeSharing(SplitSharing):
     def check(cls, params: Any, depth: int | None, tasks: list[str]) -> list[str]:
         too_many = [f"top_k: value {params.top_k} is more than the {params.experts} experts"] \
             if params.top_k > params.experts else []
-        return layers_problem(params.layers, depth) + too_many
+        return super().check(params, depth, tasks) + too_many
 
     def attach(self, encoder: nn.Module, tasks: list[str]) -> None:
         super().attach(encoder, tasks)
