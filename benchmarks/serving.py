@@ -282,27 +282,31 @@ def measure(spec: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     texts = json.loads(Path(spec["texts_file"]).read_text(encoding="utf-8"))
     b = job["batch_size"]
-    batches = [[texts[(i * b + j) % len(texts)] for j in range(b)] for i in range(job["warmup"] + job["batches"])]
     import_rss = rss_mb()
     started = time.perf_counter()
     runner = load_setup(spec, job["setup"], b)
     load_s = time.perf_counter() - started
-    for batch in batches[: job["warmup"]]:
+    timed = time_batches(runner, texts, b, job["warmup"], job["batches"])
+    return {
+        "setup": job["setup"], "batch_size": b, "batches": job["batches"], "texts": b * job["batches"], **timed,
+        "peak_rss_mb": rss_mb(), "import_rss_mb": import_rss, "load_s": load_s,
+    }
+
+
+def time_batches(runner: Any, texts: list[str], b: int, warmup: int, batches: int) -> dict[str, float]:
+    """Run ``warmup`` untimed then ``batches`` timed consecutive batches of ``b`` texts (cycling through ``texts``)
+    -> texts/s over the timed batches and their p50 / p95 latency in ms."""
+    cycled = [[texts[(i * b + j) % len(texts)] for j in range(b)] for i in range(warmup + batches)]
+    for batch in cycled[:warmup]:
         runner(batch)
     latencies = []
-    for batch in batches[job["warmup"]:]:
+    for batch in cycled[warmup:]:
         t0 = time.perf_counter()
         runner(batch)
         latencies.append(time.perf_counter() - t0)
     latencies.sort()
-    total = sum(latencies)
-    return {
-        "setup": job["setup"], "batch_size": b, "batches": len(latencies), "texts": b * len(latencies),
-        "texts_per_s": b * len(latencies) / total,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p95_ms": 1000 * latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
-        "peak_rss_mb": rss_mb(), "import_rss_mb": import_rss, "load_s": load_s,
-    }
+    return {"texts_per_s": b * len(latencies) / sum(latencies), "p50_ms": 1000 * statistics.median(latencies),
+            "p95_ms": 1000 * latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]}
 
 
 def worker(spec_file: str, jobs_file: str, out_file: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, command, describe, machine  # noqa: E402
-from serving import BUILTIN_TEXTS, load_texts, rss_mb, snips_labels, words_of  # noqa: E402
+from serving import BUILTIN_TEXTS, load_texts, rss_mb, snips_labels, time_batches, words_of  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SEPARATE = "K separate HF models"
@@ -151,8 +150,6 @@ def measure(job: dict[str, Any], texts: list[str], settings: dict[str, Any]) -> 
 
     torch.set_num_threads(settings["threads"])
     b = settings["batch_size"]
-    batches = [[texts[(i * b + j) % len(texts)] for j in range(b)]
-               for i in range(settings["warmup"] + settings["batches"])]
     sizes: dict[str, int] = {}
     if job["design"] == SEPARATE:
         runner: Any = Separate(job)
@@ -163,17 +160,8 @@ def measure(job: dict[str, Any], texts: list[str], settings: dict[str, Any]) -> 
         from polytask.inference import Pipeline
 
         runner = Pipeline.from_pretrained(job["folder"], batch_size=b)
-    for batch in batches[: settings["warmup"]]:
-        runner(batch)
-    latencies = []
-    for batch in batches[settings["warmup"]:]:
-        t0 = time.perf_counter()
-        runner(batch)
-        latencies.append(time.perf_counter() - t0)
-    latencies.sort()
-    return {"texts_per_s": b * len(latencies) / sum(latencies), "p50_ms": 1000 * statistics.median(latencies),
-            "p95_ms": 1000 * latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
-            "peak_rss_mb": rss_mb(), **sizes}
+    timed = time_batches(runner, texts, b, settings["warmup"], settings["batches"])
+    return {**timed, "peak_rss_mb": rss_mb(), **sizes}
 
 
 def run_one(work: Path, job: dict[str, Any], settings: dict[str, Any], tag: str) -> dict[str, Any]:
