@@ -21,14 +21,12 @@ from common import command, describe, machine  # noqa: E402
 
 
 def questions(file: Path) -> list[dict]:
-    """Every question of a SQuAD v1.1 file: id, question, context, reference answer texts."""
-    out = []
-    for article in json.loads(file.read_text(encoding="utf-8"))["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                out.append({"id": qa["id"], "question": qa["question"], "context": paragraph["context"],
-                            "answers": [a["text"] for a in qa["answers"]]})
-    return out
+    """Every question of a SQuAD v1.1 file (read and checked by polytask's ``squad`` reader): id, question,
+    context, reference answer texts."""
+    from polytask.data.readers import read_rows
+
+    return [{"id": r.values["id"], "question": r.values["question"], "context": r.values["context"],
+             "answers": [a["text"] for a in r.values["answers"]]} for r in read_rows("squad", str(file))]
 
 
 def main() -> None:
