@@ -2,7 +2,8 @@
 
 For each K and each design an untrained polytask model with K heads is built on the packaged all-MiniLM-L6-v2
 (what is timed is the inference path, so the heads need no training): tasks alternate between a 7-way sentence
-classifier and a 21-tag word tagger. Designs: every entry of ``DESIGNS`` (an ``encoder`` config fragment, e.g. hard
+classifier (SNIPS intents) and a word tagger over SNIPS's 72 slot tags (21 built-in tags without ../shared/data);
+the separate models get heads of the same sizes. Designs: every entry of ``DESIGNS`` (an ``encoder`` config fragment, e.g. hard
 sharing or per-task adapters), plus **K separate HF models** (one ``AutoModelFor...`` per task, same encoder, run
 on every batch after one shared tokenisation: the favour ``benchmarks/serving.py`` also gives them).
 
@@ -102,20 +103,21 @@ def prepare(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     jobs: list[dict[str, Any]] = []
     encoder_dir, encoder_params = work / "encoder", 0
     for k in args.ks:
+        separate: list[dict[str, Any]] = []
         for design in args.designs:
             model = build(encoder, k, DESIGNS[design], args.max_length)
             folder = model.save_pretrained(work / f"{design}-{k}")
-            encoder_params = encoder_params or sum(p.numel() for p in model.encoder.parameters())
-            if not encoder_dir.exists():  # the separate models start from the same encoder weights
-                model.encoder.save_pretrained(str(encoder_dir))
-                model.tokenizer.save_pretrained(str(encoder_dir))
-            total = model.num_parameters()
-            jobs.append({"design": design, "K": k, "folder": str(folder), "parameters": total,
+            if design == "hard":  # the plain encoder (other designs add to it in place) and the tasks' head sizes
+                encoder_params = sum(p.numel() for p in model.encoder.parameters())
+                if not encoder_dir.exists():  # the separate models start from the same encoder weights
+                    model.encoder.save_pretrained(str(encoder_dir))
+                    model.tokenizer.save_pretrained(str(encoder_dir))
+                separate = [{"name": n, "level": "token" if t.needs_words else "sequence", "outputs": t.num_outputs}
+                            for n, t in model.tasks.items()]
+            jobs.append({"design": design, "K": k, "folder": str(folder), "parameters": model.num_parameters(),
                          "disk_bytes": disk_bytes(folder), "max_length": model.max_length})
-        tasks = task_list(k)
         jobs.append({"design": SEPARATE, "K": k, "folder": str(encoder_dir), "max_length": args.max_length,
-                     "tasks": [{"name": n, "level": "token" if t == "token_classification" else "sequence",
-                                "outputs": 2 * 10 + 1 if t == "token_classification" else 7} for n, t in tasks]})
+                     "tasks": separate})
     for job in jobs:  # the separate models' sizes are counted by the worker that loads them
         job["encoder_parameters"] = encoder_params
     return jobs
