@@ -247,6 +247,27 @@ def test_cli_predict_file_and_beams_beside_a_classifier(joint: tuple[Any, Any, A
         want[0]["cls"]["label"]
 
 
+def test_validate_reads_a_seq2seq_config(tmp_path: Path, tiny_encoder: str) -> None:
+    """`polytask validate` checks the data without a tokenizer: a seq2seq config passes (it used to crash on the
+    targets' truncation count), and an empty target is still reported with its row."""
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+
+    _joint_jsonl(tmp_path / "train.jsonl", 6, 1)
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({
+        "encoder": {"name": tiny_encoder, "max_length": 16},
+        "datasets": {"d": {"format": "jsonl", "train": str(tmp_path / "train.jsonl")}},
+        "tasks": {"gen": {"type": "seq2seq", "dataset": "d", "label": "target", "max_target_length": 2}}}))
+    r = CliRunner().invoke(app, ["validate", str(config)])
+    assert r.exit_code == 0, r.output
+    with (tmp_path / "train.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "weather in rome", "target": " ", "intent": "weather"}) + "\n")
+    r = CliRunner().invoke(app, ["validate", str(config)])
+    assert r.exit_code == 2 and "empty target text" in r.output and "train.jsonl:7" in " ".join(r.output.split())
+
+
 def test_parallel_reader(tmp_path: Path) -> None:
     make_parallel(tmp_path / "train", 5, 1)
     rows = read_rows("parallel", str(tmp_path / "train"), ReaderOptions(suffixes=["src", "tgt"]))

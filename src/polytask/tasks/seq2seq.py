@@ -120,7 +120,9 @@ class Seq2Seq(Task):
             value = example.row.values.get(column)
             if value is not None:
                 refs += self._texts(value, example, column)
-        if self._target_ids(refs[0])[1]:  # counted here: the loader logs a split's notes after reading its golds
+        # counted here: the loader logs a split's notes after reading its golds. `polytask validate` reads the data
+        # without a tokenizer (check_data): there nothing is tokenised, as for the other tasks' truncation counts
+        if self.tokenizer is not None and self._target_ids(refs[0])[1]:
             self._cut += 1
         return refs
 
