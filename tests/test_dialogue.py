@@ -118,6 +118,18 @@ def test_breakdown_scores_each_value_of_the_column_apart() -> None:
     assert out["state [seen]"]["joint_goal_accuracy"] == 1.0 and out["state [seen]"]["examples"] == 2
     assert out["state [unseen]"]["joint_goal_accuracy"] == 0.0 and out["state [unseen]"]["examples"] == 1
 
+    # the printed table names each group (rich would read "[seen]" as a style tag and drop it) and shows counts
+    from rich.console import Console
+
+    from polytask.tables import results_table
+
+    result = {"split": "test", "tasks": {"state": {"joint_goal_accuracy": 2 / 3, "examples": 3}},
+              "breakdown": {**out, "state [unseen]": {**out["state [unseen]"], "unseen_labels": 12.0}}}
+    console = Console(width=200, record=True)
+    console.print(results_table(result))
+    text = console.export_text()
+    assert "state [seen]" in text and "state [unseen]" in text and " 12 " in text, text
+
 
 @pytest.fixture(scope="module")
 def run(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory):

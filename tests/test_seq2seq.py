@@ -131,6 +131,37 @@ def test_one_encoder_pass_for_generation_and_classification(joint: tuple[Any, An
         model.train()
 
 
+def test_eval_mode_computes_only_what_the_caller_reads(joint: tuple[Any, Any, Any],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluation reads generated ids, never the teacher-forced logits; a loss-only caller in eval mode (the
+    affinity look-ahead) gets the loss without a search."""
+    from polytask.training.feed import MicroBatch, Part
+    from polytask.training.step import forward_losses
+
+    model, tasks, data = joint
+    val = data.splits["validation"]["d"]
+    batch = collate(val, list(range(len(val.features))), tasks, model.tokenizer.pad_token_id)
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(batch.inputs, batch.task_inputs, ["gen", "cls"])
+        assert set(out["gen"]) == {"generated"}  # targets are in the batch, yet no teacher-forced decoder pass
+
+        def no_search(*_: Any, **__: Any) -> None:
+            raise AssertionError("a loss-only forward ran the search")
+
+        monkeypatch.setattr(model.heads["gen"], "generate", no_search)
+        with torch.no_grad():
+            losses, _ = forward_losses(model, MicroBatch([Part(batch, ["gen", "cls"])]), tasks)
+        model.train()
+        with torch.no_grad():
+            trained, _ = forward_losses(model, MicroBatch([Part(batch, ["gen", "cls"])]), tasks)
+    finally:
+        model.train()
+    assert set(losses) == {"gen", "cls"} and torch.isfinite(losses["gen"])
+    assert set(trained) == {"gen", "cls"}
+
+
 @pytest.mark.parametrize("sharing", [{"name": "hard"}, {"name": "lora", "layers": 1, "tasks": ["gen"]},
                                      {"name": "moe", "layers": 1, "experts": 2}, {"name": "cross_stitch", "layers": 1}],
                          ids=lambda s: s["name"])

@@ -74,12 +74,14 @@ class MultiTaskModel(nn.Module):
         return tokens, self.pool(tokens, attention_mask)
 
     def forward(self, inputs: dict[str, torch.Tensor], task_inputs: dict[str, dict[str, torch.Tensor]] | None = None,
-                tasks: list[str] | None = None, return_features: bool = False
+                tasks: list[str] | None = None, return_features: bool = False, for_loss: bool = False
                 ) -> dict[str, Output] | tuple[dict[str, Output], torch.Tensor]:
         """``inputs``: input_ids, attention_mask [B, T] (token_type_ids, word_index [B, W] when present);
         ``task_inputs``: each task's own tensors. -> {task: head output}; with ``return_features`` also the shared
         representation [B, T, H], what gradient methods differentiate through: the encoder's token vectors under
         hard sharing, the output of the shared bottom layers under a design with per-task top layers.
+        ``for_loss``: the caller reads only what the losses need (training, look-ahead loss measurements), so a
+        head whose predictions cost more than its loss (a generating head's search) skips them even in eval mode.
 
         The sharing design runs the shared part once and its top layers once per group of tasks; each group's
         tokens are pooled and go through the one head dispatch."""
@@ -90,7 +92,7 @@ class MultiTaskModel(nn.Module):
         out: dict[str, Output] = {}
         for group, tokens in passes:
             out.update(self.heads_forward(tokens, self.pool(tokens, mask), mask, inputs.get("word_index"),
-                                          task_inputs or {}, group))
+                                          task_inputs or {}, group, for_loss))
         if len(passes) > 1:
             out = {name: out[name] for name in names}  # in the order asked, whatever the grouping
         return (out, features) if return_features else out
@@ -122,12 +124,12 @@ class MultiTaskModel(nn.Module):
 
     def heads_forward(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
                       word_index: torch.Tensor | None, task_inputs: dict[str, dict[str, torch.Tensor]],
-                      names: list[str]) -> dict[str, Output]:
-        """Every head of ``names`` on one encoder output."""
+                      names: list[str], for_loss: bool = False) -> dict[str, Output]:
+        """Every head of ``names`` on one encoder output (``for_loss``: see :meth:`forward`)."""
         out: dict[str, Output] = {}
         for name in names:
             bias = self.task_embedding[name] if self.task_embedding is not None else None
-            encoded = Encoded(tokens, pooled, attention_mask, word_index, bias)
+            encoded = Encoded(tokens, pooled, attention_mask, word_index, bias, for_loss)
             out[name] = self.tasks[name].forward(self.heads[name], encoded, task_inputs.get(name, {}))
         return out
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+# metrics that count rows (stored as floats like every metric, so averaging over seeds stays uniform)
+_COUNTS = frozenset({"unseen_labels"})
 
-def _fmt(value: Any) -> str:
+
+def _fmt(value: Any, name: str = "") -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:,.0f}" if name in _COUNTS and value.is_integer() else f"{value:.4f}"
     return str(value)
 
 
@@ -32,8 +36,9 @@ def results_table(result: dict[str, Any], title: str | None = None) -> Table:
         table.add_column(name, justify="right")
     rows = {**result["tasks"], **result.get("breakdown", {})}  # then "task [value]" rows of a dataset's breakdown
     for task, metrics in rows.items():
-        table.add_row(task, str(metrics.get("examples", "")), *[_fmt(metrics[m]) if m in metrics else "-"
-                                                               for m in metric_names])
+        # escaped: a breakdown row is "task [value]", which rich would read as a style tag and drop
+        table.add_row(escape(task), str(metrics.get("examples", "")),
+                      *[_fmt(metrics[m], m) if m in metrics else "-" for m in metric_names])
     notes = [f"{source}: every task right on {info['all_tasks_correct']:.4f} of {info['examples']} rows"
              for source, info in result.get("sources", {}).items() if "all_tasks_correct" in info]
     if notes:
@@ -64,6 +69,6 @@ def calibration_table(result: dict[str, Any], title: str | None = None) -> Table
     for column in ("task", "head", "temperature", "ECE (T=1)", "ECE", "min_score", "coverage"):
         table.add_column(column, justify="left" if column in ("task", "head") else "right")
     for row in rows:
-        table.add_row(row["task"], row["head"], *["-" if row[k] is None else _fmt(float(row[k])) for k in (
+        table.add_row(escape(row["task"]), escape(row["head"]), *["-" if row[k] is None else _fmt(float(row[k])) for k in (
             "temperature", "ece_uncalibrated", "ece", "min_score", "coverage")])
     return table

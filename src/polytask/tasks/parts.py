@@ -48,12 +48,14 @@ class TaskBatch:
 class Encoded:
     """What a head reads from the one shared encoder pass: ``tokens`` [B, T, H], ``pooled`` [B, H],
     ``attention_mask`` [B, T] and, when a task of the batch tags words, ``word_index`` [B, W] (token of each word's
-    first sub-word, -1 for none). With a task embedding its vector ``bias`` [H] is added to what the head reads."""
+    first sub-word, -1 for none). With a task embedding its vector ``bias`` [H] is added to what the head reads.
+    ``for_loss``: the caller reads the loss only (training, look-ahead loss measurements), not predictions."""
 
     def __init__(self, tokens: torch.Tensor, pooled: torch.Tensor, attention_mask: torch.Tensor,
-                 word_index: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
+                 word_index: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                 for_loss: bool = False) -> None:
         self._tokens, self._pooled, self._bias = tokens, pooled, bias
-        self.attention_mask, self.word_index = attention_mask, word_index
+        self.attention_mask, self.word_index, self.for_loss = attention_mask, word_index, for_loss
 
     @property
     def tokens(self) -> torch.Tensor:

@@ -212,8 +212,10 @@ class Seq2Seq(Task):
             self._overrides = saved
 
     def forward(self, head: nn.Module, encoded: Encoded, inputs: dict[str, torch.Tensor]) -> Output:
-        """-> {"logits": [B, L, V]} teacher-forced (training, or a batch that carries targets), and in eval mode
-        {"generated": [B, 1 + n]} ids (start token first) from the encoder's token vectors of the same pass."""
+        """-> {"logits": [B, L, V]} teacher-forced when the caller wants the loss (training, or ``for_loss`` in eval
+        mode: look-ahead loss measurements), otherwise in eval mode {"generated": [B, 1 + n]} ids (start token
+        first) from the encoder's token vectors of the same pass. Each is computed only where it is read: a search
+        costs many decoder passes, and evaluation never reads the teacher-forced logits."""
         assert isinstance(head, Seq2SeqDecoder)
         if self.vocab and head.table_rows() < self.vocab:
             raise PolytaskError(f"task {self.name!r}: the encoder's word-embedding table has {head.table_rows()} "
@@ -221,9 +223,9 @@ class Seq2Seq(Task):
                                 "a seq2seq head predicts over the whole vocabulary: use encoder.vocabulary: full")
         ids = inputs["decoder_input_ids"]
         out: dict[str, torch.Tensor] = {}
-        if head.training or ids.shape[1] > 1:
+        if head.training or encoded.for_loss:
             out["logits"] = head(ids, encoded.tokens, encoded.attention_mask)
-        if not head.training:
+        else:
             s = self.settings()
             out["generated"] = head.generate(encoded.tokens, encoded.attention_mask, self.start, self.end, self.pad,
                                              s["num_beams"], s["max_new_tokens"], self.params.length_penalty,

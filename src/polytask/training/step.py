@@ -105,7 +105,8 @@ def forward_losses(model: nn.Module, micro_batch: MicroBatch, tasks: dict[str, T
     # the sharing design's own losses; under DDP the wrapped MultiTaskModel has them
     design_losses: Any = getattr(getattr(model, "module", model), "auxiliary_losses", None)
     for part in micro_batch.parts:
-        out = model(part.batch.inputs, part.batch.task_inputs, tasks=part.tasks, return_features=features)
+        out = model(part.batch.inputs, part.batch.task_inputs, tasks=part.tasks, return_features=features,
+                    for_loss=True)
         if features:
             out, tokens = out
             shared.append(tokens)
