@@ -13,7 +13,7 @@ import pytest
 from polytask.data.readers import ReaderOptions, read_rows
 from polytask.data.sgd import dialogue_words
 from polytask.errors import DataError
-from polytask.tasks.dialogue_state import DialogueState, DialogueStateParams
+from polytask.tasks.dialogue_state import STATUS, DialogueState, DialogueStateParams
 
 from conftest import SHARED_DATA
 from dialogue_data import sgd_config, write_sgd_split
@@ -82,6 +82,24 @@ def _state_task() -> DialogueState:
     task.load_state({"slots": ["city", "unit"], "categorical": {"unit": ["celsius", "kelvin"]},
                      "service_slots": {}, "service_categorical": {}, "tags": ["O", "B-city", "I-city"]})
     return task
+
+
+def test_status_trains_only_the_slots_of_the_rows_service() -> None:
+    """Slots of other services are always "carry" for a row: left out of its status loss (IGNORE), or they would
+    swamp the turn's few updates in the loss summed over slots."""
+    from polytask.data.examples import Example
+    from polytask.data.rows import Row
+    from polytask.tasks.base import IGNORE
+
+    task = DialogueState("state", DialogueStateParams(type="dialogue_state", dataset="d"))
+    task.load_state({"slots": ["city", "date", "unit"], "categorical": {}, "tags": ["O"],
+                     "service_slots": {"Weather": ["city", "unit"], "Events": ["city", "date"]},
+                     "service_categorical": {}})
+    row = Row({"service": "Weather", "dialogue_id": "a", "turn": 0}, "f:1", "f", 1)
+    example = Example(0, row, "in paris", words=["in", "paris"])
+    gold = {"state": {"city": ["Paris"]}, "previous": {}, "tags": ["O", "O"]}
+    (fields,) = task.featurize(example, [type("F", (), {"word_index": None})()], gold)
+    assert fields["target"] == [STATUS.index("update"), IGNORE, STATUS.index("carry")]
 
 
 def test_joint_goal_accuracy_chains_predicted_states_per_dialogue() -> None:

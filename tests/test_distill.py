@@ -42,6 +42,27 @@ def test_classification_loss_mixes_teacher_and_gold(weight: float) -> None:
         torch.testing.assert_close(got, clf.loss(logits, targets))
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_multi_label_loss_reduction_by_hand_with_and_without_a_teacher(reduction: str) -> None:
+    """sum: BCE summed over a row's labels, averaged over rows (the default); mean: averaged over rows and labels.
+    The teacher-mixed loss reduces the same way, and at weight 0 equals the gold loss."""
+    clf = task("classification", multi_label=True, multi_label_loss=reduction)
+    clf._set_labels(["a", "b", "c", "d"])
+    logits = torch.tensor([[2.0, -1.0, 0.0, -3.0], [0.5, 1.5, -2.0, 0.0]])
+    gold = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0]])
+    p = torch.sigmoid(logits)
+    per_label = -(gold * p.log() + (1 - gold) * (1 - p).log())
+    want = per_label.sum(1).mean() if reduction == "sum" else per_label.mean()
+    targets = {"target": gold}
+    torch.testing.assert_close(clf.loss(logits, targets), want)
+    soft = torch.full_like(gold, 0.5)
+    mixed = clf.loss(logits, {**targets, "soft": soft, "teacher_weight": torch.tensor(0.0)})
+    torch.testing.assert_close(mixed, want)
+    half = clf.loss(logits, {**targets, "soft": soft, "teacher_weight": torch.tensor(1.0)})
+    at_half = -(0.5 * p.log() + 0.5 * (1 - p).log())
+    torch.testing.assert_close(half, at_half.sum(1).mean() if reduction == "sum" else at_half.mean())
+
+
 @pytest.mark.parametrize("weight", [1.0, 0.5, 0.0])
 def test_regression_and_tagging_losses_mix(weight: float) -> None:
     reg = task("regression")

@@ -30,7 +30,7 @@ def results_table(result: dict[str, Any], title: str | None = None) -> Table:
             if k != "examples" and not is_calibration_key(k) and k not in metric_names:
                 metric_names.append(k)
     table = Table(title=title or f"{result.get('split', '')} results", show_lines=False)
-    table.add_column("task")
+    table.add_column("task", no_wrap=True)
     table.add_column("examples", justify="right")
     for name in metric_names:
         table.add_column(name, justify="right")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetParams, LabelSetTask, Output,
                                  TaskBatch, TaskParams, masked_pairs, mlp_head)
-from polytask.tasks.distillation import mixed_binary_cross_entropy, mixed_cross_entropy, teacher_weight
+from polytask.tasks.distillation import label_sum_bce, mixed_binary_cross_entropy, mixed_cross_entropy, \
+    teacher_weight
 from polytask.tasks.label_checks import check_fixed_labels, unseen_count
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
 from polytask.tasks.stock import StockHead, scaled, single_linear
@@ -41,6 +42,10 @@ class ClassificationParams(LabelSetParams):
     multi_label: bool = False
     label_separator: str = Field(",", min_length=1, description="multi-label: separator inside a text cell")
     threshold: float = Field(0.5, gt=0, lt=1, description="multi-label: a label is predicted above this probability")
+    multi_label_loss: Literal["sum", "mean"] = Field(
+        "sum", description="multi-label: binary cross-entropy summed over the labels of a row (then averaged over "
+                           "rows), or averaged over every row and label; a mean over hundreds of mostly absent "
+                           "labels makes the task's loss tiny beside the others' and its head predicts nothing")
     labels: list[str] | None = Field(None, description="fixed label set; default: the labels seen in training")
 
     @model_validator(mode="after")
@@ -177,13 +182,15 @@ class Classification(LabelSetTask):
         weight = teacher_weight(targets)
         if weight is not None:  # distillation: the teacher's probabilities mixed with the gold label
             assert isinstance(output, torch.Tensor)
-            mix = mixed_binary_cross_entropy if self.params.multi_label else mixed_cross_entropy
-            return mix(output, targets["target"], targets["soft"], weight)
+            if self.params.multi_label:
+                return mixed_binary_cross_entropy(output, targets["target"], targets["soft"], weight,
+                                                  self.params.multi_label_loss)
+            return mixed_cross_entropy(output, targets["target"], targets["soft"], weight)
         logits, target = self.calibration_logits(output, targets)[HEAD]  # the labelled rows
         if not len(target):
             return None
         if self.params.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, target)
+            return label_sum_bce(logits, target, self.params.multi_label_loss)
         return F.cross_entropy(logits, target)
 
     # -- calibration -------------------------------------------------------------------------------------------------

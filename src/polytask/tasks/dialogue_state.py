@@ -162,7 +162,10 @@ class DialogueState(Task):
         if gold is None:
             return [{} for _ in features]
         state, previous = gold["state"], gold["previous"]
-        status = [STATUS.index(self._status(s, previous, state)) for s in self.slots]
+        # only the slots a prediction for this row considers are trained (the loss sums over slots): the slots of
+        # other services are always "carry" here, and summed they would outweigh the turn's few real updates
+        relevant = set(self._slots_for(example.row.values)) | set(state) | set(previous)
+        status = [STATUS.index(self._status(s, previous, state)) if s in relevant else IGNORE for s in self.slots]
         values = [IGNORE] * len(self.cat_slots)
         for slot, j in self.cat_index.items():
             if slot in state and status[self.slot_index[slot]] == STATUS.index("update"):
