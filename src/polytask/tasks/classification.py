@@ -44,7 +44,7 @@ class ClassificationParams(LabelSetParams):
     threshold: float = Field(0.5, gt=0, lt=1, description="multi-label: a label is predicted above this probability")
     multi_label_loss: Literal["sum", "mean"] = Field(
         "sum", description="multi-label: binary cross-entropy summed over the labels of a row (then averaged over "
-                           "rows), or averaged over every row and label; a mean over hundreds of mostly absent "
+                           "rows), or averaged over every row and label; a mean over many mostly absent "
                            "labels makes the task's loss tiny beside the others' and its head predicts nothing")
     labels: list[str] | None = Field(None, description="fixed label set; default: the labels seen in training")
 
