@@ -119,11 +119,15 @@ def test_calibration_capability(type_name: str, case: tuple[str, Case], tiny_enc
         return
     assert set(arrays) == set(heads) and all(len(y) and z.ndim == 2 for z, y in arrays.values())
 
-    # the entries are what the loss trains on: at T = 1 the loss is the sum of their mean NLLs
+    # the entries are what the loss trains on: at T = 1 the loss is the sum of their mean NLLs (a multi-label head
+    # with multi_label_loss: sum adds its labels' NLLs per row: the mean over entries times the number of labels)
     batch = collate(val, list(range(len(val.features))), model.tasks, model.tokenizer.pad_token_id)
     with torch.no_grad():
         loss = task.loss(model(batch.inputs, batch.task_inputs, ["t"])["t"], batch.targets["t"])
-    assert float(loss) == pytest.approx(sum(nll(z, y, heads[h]) for h, (z, y) in arrays.items()), rel=1e-4)
+    per_row = getattr(task.params, "multi_label_loss", "mean") == "sum"
+    want = sum(nll(z, y, heads[h]) * (z.shape[1] if per_row and heads[h] == "sigmoid" else 1)
+               for h, (z, y) in arrays.items())
+    assert float(loss) == pytest.approx(want, rel=1e-4)
 
     # a temperature changes the scores, never the decisions
     task.temperatures = {head: 2.5 for head in heads}
