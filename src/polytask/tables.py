@@ -69,6 +69,7 @@ def calibration_table(result: dict[str, Any], title: str | None = None) -> Table
     for column in ("task", "head", "temperature", "ECE (T=1)", "ECE", "min_score", "coverage"):
         table.add_column(column, justify="left" if column in ("task", "head") else "right")
     for row in rows:
-        table.add_row(escape(row["task"]), escape(row["head"]), *["-" if row[k] is None else _fmt(float(row[k])) for k in (
-            "temperature", "ece_uncalibrated", "ece", "min_score", "coverage")])
+        values = ["-" if row[k] is None else _fmt(float(row[k]))
+                  for k in ("temperature", "ece_uncalibrated", "ece", "min_score", "coverage")]
+        table.add_row(escape(row["task"]), escape(row["head"]), *values)
     return table

@@ -20,7 +20,7 @@ from polytask.data.examples import Example, Feature
 from polytask.errors import DataError
 from polytask.tasks.base import (IGNORE, TASKS, BatchShape, Encoded, Fields, LabelSetParams, LabelSetTask, Output,
                                  TaskBatch, TaskParams, masked_pairs, mlp_head)
-from polytask.tasks.distillation import label_sum_bce, mixed_binary_cross_entropy, mixed_cross_entropy, \
+from polytask.tasks.distillation import mixed_binary_cross_entropy, mixed_cross_entropy, multi_label_bce, \
     teacher_weight
 from polytask.tasks.label_checks import check_fixed_labels, unseen_count
 from polytask.tasks.scores import CalibrationData, CalibrationKind, Gated, gate_label
@@ -190,7 +190,7 @@ class Classification(LabelSetTask):
         if not len(target):
             return None
         if self.params.multi_label:
-            return label_sum_bce(logits, target, self.params.multi_label_loss)
+            return multi_label_bce(logits, target, self.params.multi_label_loss)
         return F.cross_entropy(logits, target)
 
     # -- calibration -------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ unlabelled (masked), as without distillation. The helpers below are the losses o
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -37,24 +39,24 @@ def mixed_cross_entropy(logits: torch.Tensor, gold: torch.Tensor, soft: torch.Te
     return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
-def label_sum_bce(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def multi_label_bce(logits: torch.Tensor, target: torch.Tensor, reduction: Literal["sum", "mean"]) -> torch.Tensor:
     """Multi-label BCE with logits: logits, target [N, C] -> summed over the C labels and averaged over the N rows
-    (``reduction="sum"``), or averaged over all N·C (``"mean"``)."""
-    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none" if reduction == "sum" else "mean")
-    return loss.sum(-1).mean() if reduction == "sum" else loss
+    (``"sum"``), or averaged over all N·C (``"mean"``)."""
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return loss.sum(-1).mean() if reduction == "sum" else loss.mean()
 
 
 def mixed_binary_cross_entropy(logits: torch.Tensor, gold: torch.Tensor, soft: torch.Tensor, weight: float,
-                               reduction: str = "mean") -> torch.Tensor | None:
+                               reduction: Literal["sum", "mean"]) -> torch.Tensor | None:
     """Multi-label: logits [N, C], gold [N, C] 0/1 (NaN rows: unlabelled), soft [N, C] probabilities (NaN rows: no
-    teacher output) -> BCE with logits against w·soft + (1 − w)·gold (``reduction``: see :func:`label_sum_bce`)."""
+    teacher output) -> BCE with logits against w·soft + (1 − w)·gold (``reduction``: see :func:`multi_label_bce`)."""
     keep = ~torch.isnan(gold[:, 0])
     if not keep.any():
         return None
     gold, soft = gold[keep], soft[keep].float()
     has = ~torch.isnan(soft).any(-1, keepdim=True)
     target = torch.where(has, weight * torch.nan_to_num(soft) + (1 - weight) * gold, gold)
-    return label_sum_bce(logits[keep].float(), target, reduction)
+    return multi_label_bce(logits[keep].float(), target, reduction)
 
 
 def mixed_squared_error(values: torch.Tensor, gold: torch.Tensor, soft: torch.Tensor, weight: float
