@@ -12,6 +12,9 @@ system; each is scored on the full test split (accuracy), with its wall time:
   STS-B, WNUT-17 from benchmarks/mtl_vs_single.yaml, trained once here), the encoder and the other tasks frozen: a
   linear probe of the joint encoder that leaves the model's existing outputs unchanged.
 
+Each finished run leaves its accuracy and wall time in ``<output-dir>/runs/.../fewshot_result.json``; a second
+call reuses them, so a stopped grid resumes where it stopped (delete the folder to measure again).
+
     .venv/bin/python benchmarks/fewshot.py                 # 2 data sets x 2 K x 5 seeds x 3 systems (hours on CPU)
     .venv/bin/python benchmarks/fewshot.py --smoke         # tiny random BERT, toy rows, no SetFit, a minute
 """
@@ -182,12 +185,18 @@ def main() -> None:
                 key = f"{name}/{k}/{system}"
                 results[key] = []
                 for seed in seeds:
-                    cfg = task_config(name, spec, k, seed, encoder if not args.smoke else encoder,
-                                      out / "runs" / name / f"k{k}" / system / f"seed-{seed}")
-                    if system == "setfit":
-                        accuracy, seconds = run_setfit(cfg, encoder)
+                    run_dir = out / "runs" / name / f"k{k}" / system / f"seed-{seed}"
+                    cfg = task_config(name, spec, k, seed, encoder, run_dir)
+                    done = run_dir / "fewshot_result.json"  # a finished run is kept: a re-run resumes the grid
+                    if done.is_file():
+                        accuracy, seconds = json.loads(done.read_text())
                     else:
-                        accuracy, seconds = run_polytask(cfg, joint if system == "add-task" else None)
+                        if system == "setfit":
+                            accuracy, seconds = run_setfit(cfg, encoder)
+                        else:
+                            accuracy, seconds = run_polytask(cfg, joint if system == "add-task" else None)
+                        done.parent.mkdir(parents=True, exist_ok=True)
+                        done.write_text(json.dumps([accuracy, seconds]))
                     results[key].append({"seed": seed, "accuracy": accuracy, "seconds": round(seconds, 1)})
                     print(f"{key} seed {seed}: accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
     m = machine()

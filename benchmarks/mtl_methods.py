@@ -11,6 +11,7 @@ tasks grows (2, 4, 7 tasks, every-task steps). Finished runs are reused (a later
 trains only what is missing).
 
     .venv/bin/python benchmarks/mtl_methods.py --seeds 7,8,9          # hours on a 2-core CPU
+    .venv/bin/python benchmarks/mtl_methods.py --seeds 7,8,9 --baseline runs/mtl_vs_single  # reuse its runs
     .venv/bin/python benchmarks/mtl_methods.py --smoke                # tiny random BERT, toy data, a minute
 """
 
@@ -107,6 +108,9 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--output-dir", default="runs/mtl_methods")
+    parser.add_argument("--baseline", help="output_dir of a finished `polytask baseline` run of --config with these "
+                                           "seeds: its single-task runs are used (and its multi-task run as "
+                                           "equal/source) instead of training them again under --output-dir")
     parser.add_argument("--scaling-steps", type=int, default=20, help="steps per timing run of the scaling table")
     parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/mtl_methods.json"))
     parser.add_argument("--smoke", action="store_true", help="tiny random BERT on toy data (checks the script runs)")
@@ -115,6 +119,7 @@ def main() -> None:
     from rich.table import Table
 
     from polytask.baseline import parse_seeds, run_baseline
+    from polytask.compare import load_summary
     from polytask.config import load_config, validate_config
 
     out = Path(tempfile.mkdtemp(prefix="mtl-smoke-") if args.smoke else args.output_dir)
@@ -123,10 +128,17 @@ def main() -> None:
     seeds = parse_seeds(args.seeds) or [raw["train"]["seed"]]
     methods, modes = args.methods.split(","), args.modes.split(",")
     show = not args.smoke
-    baseline = run_baseline(validate_config(raw), seeds, show_progress=show)
+    if args.baseline:
+        baseline = load_summary(args.baseline)
+        missing = [s for s in seeds if str(s) not in baseline["multi"]["runs"]]
+        if missing:
+            raise SystemExit(f"--baseline {args.baseline} has no runs for seeds {missing}")
+    else:
+        baseline = run_baseline(validate_config(raw), seeds, show_progress=show)
+    compare_dir = Path(baseline["_root"]) if "_root" in baseline else out / "baseline" / "compare"
     tasks = baseline["tasks"]
-    single = {t: {s: primary_metrics({t: tasks[t]}, _best(out / "baseline" / "compare", r))[t]
-                  for s, r in baseline["single"][t]["runs"].items()} for t in baseline["single"]}
+    single = {t: {str(s): primary_metrics({t: tasks[t]}, _best(compare_dir, baseline["single"][t]["runs"][str(s)]))[t]
+                  for s in seeds} for t in baseline["single"]}
     results: dict[str, Any] = {}
     for method in methods:
         weighting, gradients = METHODS[method]
@@ -137,7 +149,8 @@ def main() -> None:
                 cfg = json.loads(json.dumps(raw))
                 cfg["weighting"], cfg["gradients"] = {"name": weighting}, {"name": gradients}
                 cfg["train"] |= {"seed": seed, "step_mode": mode}
-                best = run(cfg, out / "runs" / method / mode / f"seed-{seed}", show)
+                reuse = _same_run(compare_dir, baseline["multi"]["runs"].get(str(seed)), cfg)
+                best = reuse or run(cfg, out / "runs" / method / mode / f"seed-{seed}", show)
                 metrics = primary_metrics(tasks, best)
                 delta = [100 * (metrics[t] - single[t][str(seed)]) / abs(single[t][str(seed)])
                          for t in single if abs(single[t][str(seed)]) > 0]
@@ -150,6 +163,27 @@ def main() -> None:
 
 def _best(root: Path, record: dict[str, Any]) -> dict[str, Any]:
     return json.loads((root / record["run_dir"] / "best" / "metrics.json").read_text())
+
+
+def _same_run(root: Path, record: dict[str, Any] | None, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The baseline's multi-task run of this seed, when its config is ``raw`` but for the output folder (equal
+    weighting, per-source steps: the baseline trained exactly this model); else None."""
+    import yaml
+
+    from polytask.config import validate_config
+
+    if record is None:
+        return None
+    run_dir = root / record["run_dir"]
+    saved = run_dir / "run_config.yaml"
+    if not saved.is_file():
+        return None
+    old = yaml.safe_load(saved.read_text())
+    new = json.loads(json.dumps(validate_config(json.loads(json.dumps(raw))).model_dump(mode="json")))
+    for c in (old, new):
+        c.get("train", {}).pop("progress_bar", None)
+        c.get("train", {}).pop("output_dir", None)
+    return _best(root, record) if old == new and "timed_steps" in _best(root, record) else None
 
 
 def timing_table(raw: dict[str, Any], methods: list[str], steps: int, out: Path, show: bool) -> dict[str, Any]:
