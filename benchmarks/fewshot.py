@@ -82,8 +82,9 @@ def run_setfit(cfg: dict[str, Any], encoder: str) -> tuple[float, float]:
     test = read_source_split(ds, "test", 0)
     started = time.perf_counter()
     model = SetFitModel.from_pretrained(encoder)
+    # report_to: setfit's default "all" starts every installed tracker (MLflow, W&B, ...) on each run
     trainer = Trainer(model=model, args=TrainingArguments(batch_size=16, num_epochs=1, num_iterations=20,
-                                                          seed=cfg["train"]["seed"]),
+                                                          seed=cfg["train"]["seed"], report_to="none"),
                       train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
     trainer.train()
     predictions = model.predict([r.values[ds.text] for r in test])
