@@ -38,7 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="output_dir of a `polytask baseline` run of the config")
     parser.add_argument("--config", default=str(REPO / "benchmarks/mtl_vs_single.yaml"))
-    parser.add_argument("--every", type=int, default=20, help="measure affinity every N steps")
+    parser.add_argument("--every", type=int, default=5,
+                        help="measure affinity every N steps (every-task steps: the run has 94, so ~18 measurements)")
     parser.add_argument("--groups", type=int, default=2)
     parser.add_argument("--output-dir", default="runs/affinity_groups")
     parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/affinity_groups.json"))

@@ -57,6 +57,7 @@ def test_affinity_finds_the_copy_and_the_opposite(tiny_encoder: str, tmp_path: P
     r = CliRunner().invoke(app, ["affinity", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert "label+same | noise" in r.output or "noise | label+same" in r.output
+    assert "only 9 measurements" in r.output  # fewer than 10: the CLI says the mean is noisy
     assert (tmp_path / "run" / "report" / "affinity.png").is_file()
 
 

@@ -84,6 +84,9 @@ def finetune(
             console.print(f"one model with every fine-tuned head: {one['combined']}")
 
 
+FEW_AFFINITY_MEASUREMENTS = 10  # below this many matrices, `polytask affinity` says the mean is noisy
+
+
 @app.command()
 def affinity(
     run_dir: Annotated[Path, typer.Argument(help="a run's output_dir (trained with train.affinity_every)")],
@@ -114,6 +117,10 @@ def affinity(
     for s in suggest_groups(tasks, matrix, max_groups):
         groups.add_row(str(s["groups"]), " | ".join("+".join(g) for g in s["partition"]), f"{s['score']:.4f}")
     console.print(groups)
+    if found["measurements"] < FEW_AFFINITY_MEASUREMENTS:
+        console.print(f"note: only {found['measurements']} measurements; one look-ahead step changes each loss "
+                      "very little, so a mean of few is noisy: measure more often (a smaller train.affinity_every; "
+                      f"{FEW_AFFINITY_MEASUREMENTS} or more) before trusting the groupings", markup=False)
     try:
         console.print(f"wrote {heatmap(tasks, matrix, run_dir / 'report' / 'affinity.png')}")
     except ImportError:
