@@ -57,17 +57,23 @@ def smoke_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def finished(run_dir: Path, config: dict[str, Any]) -> bool:
+def same_config(run_dir: Path, config: dict[str, Any], ignore: tuple[str, ...] = ("progress_bar",)) -> bool:
+    """``run_dir/run_config.yaml`` is ``config`` (a validated dump) but for the ``train`` keys in ``ignore``."""
     import yaml
 
-    metrics, saved = run_dir / "best" / "metrics.json", run_dir / "run_config.yaml"
-    if not (metrics.is_file() and saved.is_file()):
+    saved = run_dir / "run_config.yaml"
+    if not saved.is_file():
         return False
-    done = "timed_steps" in json.loads(metrics.read_text())
     old, new = yaml.safe_load(saved.read_text()), json.loads(json.dumps(config))
     for c in (old, new):
-        c.get("train", {}).pop("progress_bar", None)
-    return done and old == new
+        for key in ignore:
+            c.get("train", {}).pop(key, None)
+    return bool(old == new)
+
+
+def finished(run_dir: Path, config: dict[str, Any]) -> bool:
+    metrics = run_dir / "best" / "metrics.json"
+    return metrics.is_file() and "timed_steps" in json.loads(metrics.read_text()) and same_config(run_dir, config)
 
 
 def run(raw: dict[str, Any], run_dir: Path, progress: bool) -> dict[str, Any]:
@@ -168,22 +174,16 @@ def _best(root: Path, record: dict[str, Any]) -> dict[str, Any]:
 def _same_run(root: Path, record: dict[str, Any] | None, raw: dict[str, Any]) -> dict[str, Any] | None:
     """The baseline's multi-task run of this seed, when its config is ``raw`` but for the output folder (equal
     weighting, per-source steps: the baseline trained exactly this model); else None."""
-    import yaml
-
     from polytask.config import validate_config
 
     if record is None:
         return None
     run_dir = root / record["run_dir"]
-    saved = run_dir / "run_config.yaml"
-    if not saved.is_file():
+    config = validate_config(json.loads(json.dumps(raw))).model_dump(mode="json")
+    if not same_config(run_dir, config, ("progress_bar", "output_dir")):
         return None
-    old = yaml.safe_load(saved.read_text())
-    new = json.loads(json.dumps(validate_config(json.loads(json.dumps(raw))).model_dump(mode="json")))
-    for c in (old, new):
-        c.get("train", {}).pop("progress_bar", None)
-        c.get("train", {}).pop("output_dir", None)
-    return _best(root, record) if old == new and "timed_steps" in _best(root, record) else None
+    best = _best(root, record)
+    return best if "timed_steps" in best else None
 
 
 def timing_table(raw: dict[str, Any], methods: list[str], steps: int, out: Path, show: bool) -> dict[str, Any]:
