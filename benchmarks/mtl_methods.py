@@ -57,18 +57,33 @@ def smoke_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def same_config(run_dir: Path, config: dict[str, Any], ignore: tuple[str, ...] = ("progress_bar",)) -> bool:
-    """``run_dir/run_config.yaml`` is ``config`` (a validated dump) but for the ``train`` keys in ``ignore``."""
+def config_differences(run_dir: Path, config: dict[str, Any], ignore: tuple[str, ...] = ("progress_bar",)) -> list[str]:
+    """Where ``run_dir/run_config.yaml`` differs from ``config`` (a validated dump), ignoring the ``train`` keys in
+    ``ignore``: dotted keys (``train.lr``, ``tasks``); ``["run_config.yaml"]`` when there is no saved config."""
     import yaml
 
     saved = run_dir / "run_config.yaml"
     if not saved.is_file():
-        return False
+        return ["run_config.yaml"]
     old, new = yaml.safe_load(saved.read_text()), json.loads(json.dumps(config))
     for c in (old, new):
         for key in ignore:
             c.get("train", {}).pop(key, None)
-    return bool(old == new)
+    found = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and section in ("train", "encoder", "evaluation"):
+            found += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            found.append(section)
+    return found
+
+
+def same_config(run_dir: Path, config: dict[str, Any], ignore: tuple[str, ...] = ("progress_bar",)) -> bool:
+    """``run_dir/run_config.yaml`` is ``config`` (a validated dump) but for the ``train`` keys in ``ignore``."""
+    return not config_differences(run_dir, config, ignore)
 
 
 def finished(run_dir: Path, config: dict[str, Any]) -> bool:
@@ -139,6 +154,7 @@ def main() -> None:
         missing = [s for s in seeds if str(s) not in baseline["multi"]["runs"]]
         if missing:
             raise SystemExit(f"--baseline {args.baseline} has no runs for seeds {missing}")
+        check_baseline(Path(baseline["_root"]), baseline, raw, args)
     else:
         baseline = run_baseline(validate_config(raw), seeds, show_progress=show)
     compare_dir = Path(baseline["_root"]) if "_root" in baseline else out / "baseline" / "compare"
@@ -169,6 +185,19 @@ def main() -> None:
 
 def _best(root: Path, record: dict[str, Any]) -> dict[str, Any]:
     return json.loads((root / record["run_dir"] / "best" / "metrics.json").read_text())
+
+
+def check_baseline(root: Path, baseline: dict[str, Any], raw: dict[str, Any], args: argparse.Namespace) -> None:
+    """Refuse a ``--baseline`` whose multi-task run was not trained from ``--config`` (apart from seed and folder):
+    its single-task runs would then not be the reference of this config's models."""
+    from polytask.config import validate_config
+
+    record = next(iter(baseline["multi"]["runs"].values()))
+    config = validate_config(json.loads(json.dumps(raw))).model_dump(mode="json")
+    differs = config_differences(root / record["run_dir"], config, ("progress_bar", "output_dir", "seed"))
+    if differs:
+        raise SystemExit(f"--baseline {args.baseline} was not trained from --config {args.config}: its multi-task "
+                         f"run's run_config.yaml differs in {', '.join(differs)}")
 
 
 def _same_run(root: Path, record: dict[str, Any] | None, raw: dict[str, Any]) -> dict[str, Any] | None:

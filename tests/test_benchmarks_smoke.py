@@ -95,8 +95,9 @@ def test_fewshot_benchmark_smoke() -> None:
     assert "add-task" in proc.stdout and "finetune" in proc.stdout, proc.stdout[-2000:]
 
 
-def test_start_from_joint_and_affinity_groups_smoke(tiny_encoder: str, toy_data: Path, tmp_path: Path) -> None:
-    """Both read a `polytask baseline` run; here a 2-task toy one (the real ones read benchmarks/mtl_vs_single)."""
+def test_benchmarks_reading_a_baseline_smoke(tiny_encoder: str, toy_data: Path, tmp_path: Path) -> None:
+    """start_from_joint, affinity_groups and sharing_designs read a `polytask baseline` run; here a 2-task toy one
+    (the real ones read benchmarks/mtl_vs_single)."""
     from typer.testing import CliRunner
 
     from polytask.cli import app
@@ -110,7 +111,9 @@ def test_start_from_joint_and_affinity_groups_smoke(tiny_encoder: str, toy_data:
     for script, extra, marker in (
             ("start_from_joint.py", ["--finetune-epochs", "1"], "BAM distilled"),
             ("affinity_groups.py", ["--config", str(cfg), "--every", "2", "--groups", "2",
-                                    "--output-dir", str(tmp_path / "groups")], "grouped")):
+                                    "--output-dir", str(tmp_path / "groups")], "grouped"),
+            ("sharing_designs.py", ["--config", str(cfg), "--designs", "hard,lora2-frozen",
+                                    "--output-dir", str(tmp_path / "designs")], "lora top 2, frozen encoder")):
         proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--baseline", str(tmp_path / "out"),
                                "--json-out", str(tmp_path / f"{script}.json"), *extra], capture_output=True,
                               text=True, timeout=900, cwd=REPO)
@@ -155,3 +158,31 @@ def test_serve_load_benchmark_smoke(tmp_path: Path) -> None:
     assert result["rss"]["requests"] == 300 and result["rss"]["growth_mib"] <= result["rss"]["bound_mib"]
     assert result["oversized"]["statuses"] == {"413": 5}
     assert result["shutdown"]["answered_200"] == result["shutdown"]["in_flight"] == 4
+
+
+def test_mtl_methods_names_where_a_baseline_config_differs(tiny_encoder: str, toy_data: Path, tmp_path: Path) -> None:
+    """`mtl_methods.py --baseline` must refuse single-task runs trained from another config: the check names the
+    differing keys and ignores only seed, folder and progress bar."""
+    import importlib
+
+    from polytask.config import validate_config
+
+    from test_compare import two_task_config
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    mtl = importlib.import_module("mtl_methods")
+    raw = two_task_config(toy_data, tiny_encoder, tmp_path / "out", max_steps=6)
+    run_dir = tmp_path / "saved"
+    run_dir.mkdir()
+    saved = validate_config({**raw, "train": {**raw["train"], "seed": 3, "output_dir": str(run_dir)}})
+    (run_dir / "run_config.yaml").write_text(saved.to_yaml())
+    ignore = ("progress_bar", "output_dir", "seed")
+    dump = validate_config(raw).model_dump(mode="json")
+    assert mtl.config_differences(run_dir, dump, ignore) == []
+    assert mtl.config_differences(run_dir, dump) == ["train.output_dir", "train.seed"]
+    other = validate_config({**raw, "train": {**raw["train"], "lr": 1e-3}}).model_dump(mode="json")
+    assert mtl.config_differences(run_dir, other, ignore) == ["train.lr"]
+    fewer = two_task_config(toy_data, tiny_encoder, tmp_path / "out", tasks=["intent"], max_steps=6)
+    assert mtl.config_differences(run_dir, validate_config(fewer).model_dump(mode="json"), ignore) == [
+        "datasets", "tasks"]
+    assert mtl.config_differences(tmp_path, dump, ignore) == ["run_config.yaml"]
