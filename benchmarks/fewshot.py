@@ -11,11 +11,15 @@ system; each is scored on the full test split (accuracy), with its wall time:
 - ``polytask add-task``: the new task added to a joint model trained on OTHER tasks (SNIPS intent + slots, MRPC,
   STS-B, WNUT-17 from benchmarks/mtl_vs_single.yaml, trained once here), the encoder and the other tasks frozen: a
   linear probe of the joint encoder that leaves the model's existing outputs unchanged.
+- ``polytask contrastive``: ``polytask fine-tune`` after a SetFit-style contrastive stage on the encoder
+  (``train.contrastive`` with SetFit's settings: 20 pair iterations, batch 16, 1 epoch, lr 2e-5), so that the two
+  differ only in the stage.
 
-Each finished run leaves its accuracy and wall time in ``<output-dir>/runs/.../fewshot_result.json``; a second
-call reuses them, so a stopped grid resumes where it stopped (delete the folder to measure again).
+Each finished run is kept in ``--records`` (benchmarks/results/fewshot_runs.json, committed: accuracy, wall time,
+machine, date; reused for the same config on the same kind of machine; see run_records.py), so a stopped grid
+resumes where it stopped, in a later session too.
 
-    .venv/bin/python benchmarks/fewshot.py                 # 2 data sets x 2 K x 5 seeds x 3 systems (hours on CPU)
+    .venv/bin/python benchmarks/fewshot.py                 # 2 data sets x 2 K x 5 seeds x 4 systems (hours on CPU)
     .venv/bin/python benchmarks/fewshot.py --smoke         # tiny random BERT, toy rows, no SetFit, a minute
 """
 
@@ -34,6 +38,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED, command, describe, machine  # noqa: E402
+from run_records import RunRecords  # noqa: E402
 
 DATASETS = {
     "sst2": {"format": "tsv", "train": str(SHARED / "glue_sst-2/train.tsv"),
@@ -43,6 +48,8 @@ DATASETS = {
              "options": {"encoding": "latin-1"}},
 }
 OTHER_TASKS = ("intent", "slots", "paraphrase", "similarity", "ner")  # the joint model's tasks (none of the above)
+SYSTEMS = ("setfit", "finetune", "add-task", "contrastive")
+SETFIT_STAGE = {"iterations": 20, "epochs": 1, "batch_size": 16, "lr": 2e-5}  # setfit's TrainingArguments defaults
 
 
 def task_config(name: str, spec: dict[str, Any], k: int, seed: int, encoder: str, out: Path,
@@ -55,6 +62,13 @@ def task_config(name: str, spec: dict[str, Any], k: int, seed: int, encoder: str
             "train": {"output_dir": str(out), "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "epochs": 1,
                       "min_steps": 100, "seed": seed, "progress_bar": False, "save_last": "never", **train},
             "evaluation": {"metric": "mean"}}
+
+
+def identity(cfg: dict[str, Any], encoder: str) -> dict[str, Any]:
+    """``cfg`` as its run is kept in the records: the encoder and data paths written without this checkout's folder
+    (the same run in another clone or session has the same identity)."""
+    text = json.dumps(cfg).replace(json.dumps(encoder)[1:-1], "<encoder>").replace(str(SHARED), "<shared/data>")
+    return json.loads(text)
 
 
 def rows_of(cfg: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -156,11 +170,16 @@ def main() -> None:
     parser.add_argument("--shots", default="8,64")
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--datasets", default="sst2,trec")
-    parser.add_argument("--systems", default="setfit,finetune,add-task")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--output-dir", default="runs/fewshot")
     parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/fewshot.json"))
+    parser.add_argument("--records", default=str(REPO / "benchmarks/results/fewshot_runs.json"),
+                        help="finished runs kept between sessions (reused for the same config, CPU model and torch)")
     parser.add_argument("--smoke", action="store_true", help="tiny random BERT on toy rows (no SetFit)")
     args = parser.parse_args()
+    unknown = [s for s in args.systems.split(",") if s not in SYSTEMS]
+    if unknown:
+        raise SystemExit(f"--systems: unknown {', '.join(unknown)}; available: {', '.join(SYSTEMS)}")
     from rich.console import Console
     from rich.table import Table
 
@@ -178,7 +197,8 @@ def main() -> None:
 
         encoder = str(get_model_path())
         datasets = {d: DATASETS[d] for d in args.datasets.split(",")}
-    joint = joint_model(out, args.smoke) if "add-task" in systems else None
+    joint: str | None = None  # the joint model add-task starts from: trained when a run needs it
+    records = RunRecords(out / "records.json" if args.smoke else args.records, machine())
     results: dict[str, Any] = {}
     for name, spec in datasets.items():
         for k in shots:
@@ -187,17 +207,20 @@ def main() -> None:
                 results[key] = []
                 for seed in seeds:
                     run_dir = out / "runs" / name / f"k{k}" / system / f"seed-{seed}"
-                    cfg = task_config(name, spec, k, seed, encoder, run_dir)
-                    done = run_dir / "fewshot_result.json"  # a finished run is kept: a re-run resumes the grid
-                    if done.is_file():
-                        accuracy, seconds = json.loads(done.read_text())
+                    extra = {"contrastive": SETFIT_STAGE} if system == "contrastive" else {}
+                    cfg = task_config(name, spec, k, seed, encoder, run_dir, **extra)
+                    kept = records.get(f"{key}/seed-{seed}", identity(cfg, encoder))  # kept: a re-run resumes
+                    if kept is not None:
+                        accuracy, seconds = kept["accuracy"], kept["seconds"]
                     else:
                         if system == "setfit":
                             accuracy, seconds = run_setfit(cfg, encoder)
                         else:
+                            if system == "add-task" and joint is None:
+                                joint = joint_model(out, args.smoke)
                             accuracy, seconds = run_polytask(cfg, joint if system == "add-task" else None)
-                        done.parent.mkdir(parents=True, exist_ok=True)
-                        done.write_text(json.dumps([accuracy, seconds]))
+                        records.put(f"{key}/seed-{seed}", identity(cfg, encoder),
+                                    {"accuracy": accuracy, "seconds": seconds}, keep=("accuracy", "seconds"))
                     results[key].append({"seed": seed, "accuracy": accuracy, "seconds": round(seconds, 1)})
                     print(f"{key} seed {seed}: accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
     m = machine()
@@ -216,7 +239,9 @@ def main() -> None:
     if args.smoke:
         return
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps({"command": command(), "machine": m, "results": results,
+    dates = records.dates([f"{key}/seed-{r['seed']}" for key, runs in results.items() for r in runs])
+    Path(args.json_out).write_text(json.dumps({"command": command(), "machine": m, "measured_on": dates,
+                                               "results": results,
                                                "summary": summary, "args": vars(args)}, indent=2) + "\n")
     print(f"wrote {args.json_out}")
 

@@ -8,10 +8,13 @@ settings and nothing else changed, except that the frozen-encoder designs train 
 LoRA). Reported per design: each task's primary test metric (mean ± std over seeds), Δm% (Maninis et al. 2019),
 trainable and total parameters, the parameters the design adds per task relative to the hard-shared model, train
 time, and the issue's goal: every task at or above its single-task mean minus one standard deviation, with under 10%
-extra parameters per task. Finished runs are reused.
+extra parameters per task. Finished runs are reused: from ``--output-dir``, and from ``--records``
+(benchmarks/results/sharing_designs_runs.json, committed; see run_records.py). The baseline's runs are kept the same
+way (baseline_runs.py): once read from ``--baseline``, later calls on the same kind of machine need no folder.
 
+    .venv/bin/polytask baseline benchmarks/mtl_vs_single.yaml --seeds 7,8,9     # once per kind of machine
     .venv/bin/python benchmarks/sharing_designs.py --baseline runs/mtl_vs_single     # ~5 min per run, 18 runs
-    .venv/bin/python benchmarks/sharing_designs.py --baseline runs/mtl_vs_single --designs lora2,moe2
+    .venv/bin/python benchmarks/sharing_designs.py --designs lora2,moe2            # the kept baseline
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command, describe, machine  # noqa: E402
-from mtl_methods import _best, _same_run, check_baseline, primary_metrics, run, stat  # noqa: E402
+from baseline_runs import BASELINE_RECORDS, load_baseline  # noqa: E402
+from mtl_methods import reuse_multi, run, stat  # noqa: E402
+from run_records import RunRecords  # noqa: E402
 
 FROZEN_LR = 1e-3
 DESIGNS: dict[str, tuple[str, dict[str, Any], bool]] = {  # key -> (label, encoder.sharing, freeze the encoder)
@@ -62,52 +67,68 @@ def goal(per_task: dict[str, tuple[float, float]], single: dict[str, dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", required=True, help="output_dir of a finished `polytask baseline` of --config")
+    parser.add_argument("--baseline", help="output_dir of a finished `polytask baseline` of --config (without it: the "
+                                           "baseline runs kept in --baseline-records)")
+    parser.add_argument("--seeds", default="7,8,9")
+    parser.add_argument("--baseline-records", default=str(BASELINE_RECORDS),
+                        help="the baseline's runs kept between sessions (written when --baseline is read)")
     parser.add_argument("--config", default=str(REPO / "benchmarks/mtl_vs_single.yaml"))
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated subset of {', '.join(DESIGNS)}")
     parser.add_argument("--output-dir", default="runs/sharing_designs")
     parser.add_argument("--json-out", default=str(REPO / "benchmarks/results/sharing_designs.json"))
+    parser.add_argument("--records", default=str(REPO / "benchmarks/results/sharing_designs_runs.json"),
+                        help="finished runs kept between sessions (reused for the same config, CPU model and torch)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs already in --records or --output-dir")
     args = parser.parse_args()
     unknown = [d for d in args.designs.split(",") if d not in DESIGNS]
     if unknown:
         raise SystemExit(f"--designs: unknown {', '.join(unknown)}; available: {', '.join(DESIGNS)}")
-    from polytask.compare import load_summary
     from polytask.config import load_config
 
-    baseline = load_summary(args.baseline)
-    root, tasks, seeds = Path(baseline["_root"]), baseline["tasks"], [int(s) for s in baseline["seeds"]]
     raw = load_config(args.config).model_dump(mode="json")
-    check_baseline(root, baseline, raw, args)
-    single = {t: {str(s): primary_metrics({t: tasks[t]}, _best(root, baseline["single"][t]["runs"][str(s)]))[t]
-                  for s in seeds} for t in baseline["single"]}
-    hard_total = _best(root, baseline["multi"]["runs"][str(seeds[0])])["parameters"]["total"]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    base = load_baseline(args.baseline, raw, seeds, machine(), args.baseline_records)
+    if base is None:
+        raise SystemExit(f"no --baseline given and {args.baseline_records} keeps no baseline runs of --config "
+                         f"{args.config} for seeds {args.seeds} on this kind of machine: run `polytask baseline "
+                         f"{args.config} --seeds {args.seeds}` and pass its output_dir as --baseline")
+    tasks, single = base.tasks, base.single_primary()
+    hard_total = base.multi[str(seeds[0])]["parameters"]["total"]
+    records = RunRecords(args.records, machine())
     results: dict[str, Any] = {}
     for key in args.designs.split(","):
         runs = {}
         for seed in seeds:
-            cfg = design_config(raw, key, seed)
-            best = (_same_run(root, baseline["multi"]["runs"][str(seed)], cfg)
-                    or run(cfg, Path(args.output_dir) / key / f"seed-{seed}", progress=True))
-            metrics = primary_metrics(tasks, best)
+            cfg, name = design_config(raw, key, seed), f"{key}/seed-{seed}"
+            best = (reuse_multi(base, seed, cfg, records, name)
+                    or run(cfg, Path(args.output_dir) / key / f"seed-{seed}", True, records, name,
+                           train_missing=not args.report_only))
+            if best is None:
+                continue
+            metrics = base.primary(best)
             delta = [100 * (metrics[t] - single[t][str(seed)]) / abs(single[t][str(seed)]) for t in single]
             runs[str(seed)] = {"metrics": metrics, "delta_m": statistics.fmean(delta),
                                "parameters": best["parameters"], "train_seconds": best["train_seconds"]}
-        results[key] = {"label": DESIGNS[key][0], "runs": runs}
-    report(results, single, tasks, hard_total, args)
+        if runs:
+            results[key] = {"label": DESIGNS[key][0], "runs": runs}
+    dates = records.dates([k for k in records.records if k.split("/")[0] in results])
+    report(results, single, tasks, hard_total, dates, args)
 
 
 def report(results: dict[str, Any], single: dict[str, Any], tasks: dict[str, Any], hard_total: int,
-           args: argparse.Namespace) -> None:
+           dates: list[str], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
     m = machine()
-    table = Table(title=f"7-task benchmark per sharing design, test primary metric (mean ± std over seeds); Δm% vs each "
-                   f"task alone; {describe(m)}")
-    for col in ("design", *tasks, "Δm%", "trainable", "total", "extra/task", "train s", "goal"):
-        table.add_column(col, justify="left" if col in ("design", "goal") else "right")
-    table.add_row("alone", *[f"{stat(list(v.values()))[0]:.4f} ± {stat(list(v.values()))[1]:.4f}"
-                             for v in single.values()], "0", "-", "-", "-", "-", "-")
+    table = Table(title=f"7-task benchmark per sharing design, test primary metric (mean ± std over the seeds "
+                        f"listed); Δm% vs each task alone; {describe(m)}")
+    for col in ("design", "seeds", *tasks, "Δm%", "trainable", "total", "extra/task", "train s", "goal"):
+        table.add_column(col, justify="left" if col in ("design", "seeds", "goal") else "right")
+    table.add_row("alone", ",".join(next(iter(single.values()))),
+                  *[f"{stat(list(v.values()))[0]:.4f} ± {stat(list(v.values()))[1]:.4f}" for v in single.values()],
+                  "0", "-", "-", "-", "-", "-")
     summary: dict[str, Any] = {}
     for key, entry in results.items():
         runs = list(entry["runs"].values())
@@ -119,13 +140,15 @@ def report(results: dict[str, Any], single: dict[str, Any], tasks: dict[str, Any
         summary[key] = {"label": entry["label"], "per_task": per_task, "delta_m": delta, "parameters": params,
                         "extra_per_task_percent": extra, "train_seconds": seconds,
                         "goal": goal(per_task, single, extra)}
-        table.add_row(entry["label"], *[f"{a:.4f} ± {s:.4f}" for a, s in per_task.values()],
+        table.add_row(entry["label"], ",".join(entry["runs"]),
+                      *[f"{a:.4f} ± {s:.4f}" for a, s in per_task.values()],
                       f"{delta[0]:+.2f} ± {delta[1]:.2f}", f"{params['trainable'] / 1e6:.2f}M",
                       f"{params['total'] / 1e6:.2f}M", f"{extra:.2f}%", f"{seconds:.0f}", summary[key]["goal"])
     Console(width=None if sys.stdout.isatty() else 260).print(table)
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps({"command": command(), "machine": m, "single": single,
-                                               "hard_total_parameters": hard_total, "results": results,
+    Path(args.json_out).write_text(json.dumps({"command": command(), "machine": m, "measured_on": dates,
+                                               "single": single, "hard_total_parameters": hard_total,
+                                               "results": results,
                                                "summary": summary, "args": vars(args)}, indent=2) + "\n")
     print(f"wrote {args.json_out}")
 

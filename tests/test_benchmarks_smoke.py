@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,18 +109,53 @@ def test_benchmarks_reading_a_baseline_smoke(tiny_encoder: str, toy_data: Path, 
     cfg = write_yaml(tmp_path / "two.yaml", two_task_config(toy_data, tiny_encoder, tmp_path / "out", max_steps=6))
     r = CliRunner().invoke(app, ["baseline", str(cfg), "--seeds", "1,2", "--no-progress"])
     assert r.exit_code == 0, r.output
+    kept = ["--seeds", "1,2", "--baseline-records", str(tmp_path / "baseline_records.json")]
     for script, extra, marker in (
             ("start_from_joint.py", ["--finetune-epochs", "1"], "BAM distilled"),
-            ("affinity_groups.py", ["--config", str(cfg), "--every", "2", "--groups", "2",
-                                    "--output-dir", str(tmp_path / "groups")], "grouped"),
-            ("sharing_designs.py", ["--config", str(cfg), "--designs", "hard,lora2-frozen",
-                                    "--output-dir", str(tmp_path / "designs")], "lora top 2, frozen encoder")):
+            ("affinity_groups.py", ["--config", str(cfg), "--every", "2", "--groups", "2", *kept, "--records",
+                                    str(tmp_path / "groups.json"), "--output-dir", str(tmp_path / "groups")],
+             "grouped"),
+            ("sharing_designs.py", ["--config", str(cfg), "--designs", "hard,lora2-frozen", *kept,
+                                    "--output-dir", str(tmp_path / "designs"), "--records",
+                                    str(tmp_path / "records.json")], "lora top 2, frozen encoder")):
         proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--baseline", str(tmp_path / "out"),
                                "--json-out", str(tmp_path / f"{script}.json"), *extra], capture_output=True,
                               text=True, timeout=900, cwd=REPO)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert marker in proc.stdout, proc.stdout[-2000:]
         assert json.loads((tmp_path / f"{script}.json").read_text())["machine"]["cores"] >= 1
+    # the baseline's runs were kept when read: per seed, the multi-task run and each task alone
+    assert sorted(json.loads((tmp_path / "baseline_records.json").read_text())) == [
+        "multi/seed-1", "multi/seed-2", "single/intent/seed-1", "single/intent/seed-2", "single/sentiment/seed-1",
+        "single/sentiment/seed-2"]
+    # sharing_designs kept every run in --records: a report-only call with neither the run folders nor the
+    # baseline's folder trains nothing and reports the same numbers
+    kept_runs = json.loads((tmp_path / "records.json").read_text())
+    assert sorted(kept_runs) == ["hard/seed-1", "hard/seed-2", "lora2-frozen/seed-1", "lora2-frozen/seed-2"]
+    first = json.loads((tmp_path / "sharing_designs.py.json").read_text())["summary"]
+    shutil.rmtree(tmp_path / "designs")
+    shutil.move(tmp_path / "out", tmp_path / "moved")
+    again = [sys.executable, str(REPO / "benchmarks" / "sharing_designs.py"), "--config", str(cfg), "--designs",
+             "hard,lora2-frozen", "--records", str(tmp_path / "records.json"), "--report-only", "--output-dir",
+             str(tmp_path / "designs"), "--json-out", str(tmp_path / "again.json")]
+    proc = subprocess.run([*again, *kept], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "again.json").read_text())["summary"] == first
+    assert not (tmp_path / "designs").exists()
+    # the affinity run and its groups were kept too: a second call trains nothing and finds the same grouping
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "affinity_groups.py"), "--config", str(cfg),
+                           "--every", "2", "--groups", "2", *kept, "--records", str(tmp_path / "groups.json"),
+                           "--output-dir", str(tmp_path / "nowhere"), "--json-out", str(tmp_path / "again2.json")],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "nowhere").exists()
+    assert (json.loads((tmp_path / "again2.json").read_text())["summary"]
+            == json.loads((tmp_path / "affinity_groups.py.json").read_text())["summary"])
+    # without kept runs for these seeds (or a folder) the scripts say what to run
+    proc = subprocess.run([*again[:-2], "--json-out", str(tmp_path / "x.json"), "--seeds", "3",
+                           "--baseline-records", str(tmp_path / "baseline_records.json")],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode != 0 and "polytask baseline" in proc.stderr and "--seeds 3" in proc.stderr, proc.stderr
 
 
 def test_calibration_benchmark_smoke(tmp_path: Path) -> None:
@@ -186,3 +222,27 @@ def test_mtl_methods_names_where_a_baseline_config_differs(tiny_encoder: str, to
     assert mtl.config_differences(run_dir, validate_config(fewer).model_dump(mode="json"), ignore) == [
         "datasets", "tasks"]
     assert mtl.config_differences(tmp_path, dump, ignore) == ["run_config.yaml"]
+
+
+def test_run_records_are_reused_only_for_the_same_config_and_machine(tmp_path: Path) -> None:
+    """A kept run stands for a new one only when its config (but for folder and progress bar), CPU model, torch and
+    GPU are the same; every put is on disk at once (a grid stopped mid-way keeps its finished runs)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from run_records import RunRecords
+
+    here = {"cpu": "AMD EPYC", "cores": 2, "amx": False, "avx512_bf16": True, "torch": "2.13.0", "threads": 2,
+            "gpu": None}
+    config = {"tasks": {"a": {"type": "classification"}}, "train": {"seed": 7, "lr": 1e-4, "output_dir": "x",
+                                                                     "progress_bar": True}}
+    best = {"step": 10, "test": {"tasks": {"a": {"accuracy": 0.5}}}, "timed_steps": 9, "step_seconds": 1.0,
+            "train_seconds": 2.0, "parameters": {"total": 3}, "validation": None, "metric": "mean",
+            "best_metric": 0.5, "unused": "dropped"}
+    RunRecords(tmp_path / "r.json", here).put("equal/source/seed-7", config, best)
+    kept = RunRecords(tmp_path / "r.json", here)  # read back from disk
+    moved = {**config, "train": {**config["train"], "output_dir": "elsewhere", "progress_bar": False}}
+    assert kept.get("equal/source/seed-7", moved) == {k: v for k, v in best.items() if k != "unused"}
+    assert kept.get("equal/source/seed-8", config) is None
+    assert kept.get("equal/source/seed-7", {**config, "train": {**config["train"], "lr": 2e-4}}) is None
+    for key, value in (("cpu", "Intel Xeon"), ("torch", "2.14.1"), ("gpu", "NVIDIA H100")):
+        assert RunRecords(tmp_path / "r.json", {**here, key: value}).get("equal/source/seed-7", config) is None
+    assert kept.dates(["equal/source/seed-7", "missing"]) == [kept.records["equal/source/seed-7"]["date"]]

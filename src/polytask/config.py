@@ -33,8 +33,8 @@ from pydantic import BaseModel, ValidationError
 from polytask.config_rules import (FREEZE, drop_switched_params, encoder_problems, expand_shorthands,  # noqa: F401
                                    mapping_problem, metric_problems, non_finite_problems, report_to_problems,
                                    training_start_problems, without_repeats)
-from polytask.config_schema import (SPLITS, DatasetConfig, DistillationConfig, EncoderConfig,  # noqa: F401
-                                    EvaluationConfig, PluginConfig, RunConfig, SampleConfig, Split, TrainConfig)
+from polytask.config_schema import (SPLITS, ContrastiveConfig, DatasetConfig, DistillationConfig,  # noqa: F401
+                                    EncoderConfig, EvaluationConfig, PluginConfig, RunConfig, SampleConfig, Split, TrainConfig)
 from polytask.errors import ConfigError
 from polytask.plugins import with_hint_once
 from polytask.registry import Registry, UnknownNameError

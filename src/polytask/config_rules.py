@@ -207,6 +207,7 @@ def training_start_problems(run: RunConfig) -> list[str]:
         if not FREEZE.fullmatch(entry):
             problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, word_embeddings, encoder, "
                             "layers:A-B (encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
+    problems.extend(contrastive_problems(run))
     sources = run.sources_of()
     for name, ds in run.datasets.items():
         if ds.sample is not None and ds.sample.column is None:
@@ -216,6 +217,37 @@ def training_start_problems(run: RunConfig) -> list[str]:
                                 "tasks (which column's classes to sample)")
             else:
                 ds.sample.column = run.tasks[tasks[0]].label  # type: ignore[attr-defined]
+    return problems
+
+
+def contrastive_problems(run: RunConfig) -> list[str]:
+    """``train.contrastive``: its tasks exist and have one class per row (default: every such task; filled in), and
+    something it can tune is not frozen."""
+    from polytask.tasks import TASKS, TaskParams
+
+    settings = run.train.contrastive
+    if settings is None:
+        return []
+    # each task's params were validated with its type's Params (a TaskParams) before this rule runs
+    pairable = [n for n, p in run.tasks.items()
+                if TASKS.get(str(getattr(p, "type", ""))).pair_classes(cast(TaskParams, p))]
+    if settings.tasks is None:
+        settings.tasks = pairable
+        if not pairable:
+            return ["train.contrastive: no task has one class per row to pair rows by (single-label "
+                    "classification); tasks: " + ", ".join(f"{n} ({getattr(p, 'type', '')})"
+                                                         for n, p in run.tasks.items())]
+    problems = []
+    for name in settings.tasks:
+        if name not in run.tasks:
+            problems.append(f"train.contrastive.tasks: unknown task {name!r}; tasks: {', '.join(run.tasks)}")
+        elif name not in pairable:
+            problems.append(f"train.contrastive.tasks: {name!r} ({getattr(run.tasks[name], 'type', '')}) has no one "
+                            "class per row to pair rows by; allowed: "
+                            f"{', '.join(pairable) or 'none (single-label classification tasks)'}")
+    if "encoder" in run.train.freeze and run.encoder.sharing.name == "hard":
+        problems.append("train.contrastive: tunes the encoder, and train.freeze: [encoder] leaves nothing of it to "
+                        "tune (remove one of the two)")
     return problems
 
 

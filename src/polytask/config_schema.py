@@ -77,6 +77,18 @@ class PluginConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ContrastiveConfig(_Strict):
+    """SetFit-style contrastive tuning of the encoder on pairs of training rows (same class or not) before the heads
+    train; see polytask.training.contrastive. A few-shot recipe: the pairs grow with the rows."""
+
+    tasks: list[str] | None = Field(None, description="tasks whose classes make the pairs (default: every task that "
+                                                      "has one class per row)")
+    iterations: int = Field(20, ge=1, description="rounds of one similar and one dissimilar pair per row")
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1, description="pairs per step")
+    lr: float = Field(2e-5, gt=0, description="the encoder's learning rate in this stage")
+
+
 class TrainConfig(_Strict):
     output_dir: str = "runs/polytask"
     seed: int = 42
@@ -101,6 +113,7 @@ class TrainConfig(_Strict):
     save_last: Literal["every_eval", "end", "never"] = "every_eval"  # when the resumable last/ is written
     min_steps: int | None = Field(None, ge=1)  # at least this many steps (small data: more epochs)
     affinity_every: int | None = Field(None, ge=1)  # measure inter-task affinity (TAG) every N steps
+    contrastive: ContrastiveConfig | None = None  # tune the encoder on same/other-class pairs first (SetFit-style)
     num_threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True

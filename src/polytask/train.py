@@ -31,6 +31,7 @@ from polytask.sampling import Progress, SourceScheduler, build_sampler
 from polytask.trackers import build_trackers, hyperparameters
 from polytask.tracking import MetricsLog, RunningLoss, Throughput, progress_bar
 from polytask.training.affinity import measure_affinity
+from polytask.training.contrastive import contrastive_stage
 # _train calls _finish and _checkpoint through this module's names, so tests/ddp_driver.py can wrap them here
 from polytask.training.bookkeeping import (LoopState, TrainResult, _broadcast_parameters, _checkpoint,  # noqa: F401
                                            _eval_line, _evaluate_and_keep_best, _finish, _log_step, parameter_counts)
@@ -138,6 +139,11 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
     frozen = freeze(core, t.freeze)
     if frozen:
         log.info("frozen (%s): %s of %s parameters", ", ".join(t.freeze), f"{frozen:,}", f"{core.num_parameters():,}")
+    show = t.progress_bar if show_progress is None else show_progress
+    contrastive = None
+    if t.contrastive is not None and resume is None:  # a resumed run restores the tuned weights from last/
+        contrastive = contrastive_stage(core, data.splits["train"], data.tasks, t.contrastive, t.seed,
+                                        tokenizer.pad_token_id or 0, accelerator, show)
     objective = build_objective(cfg, list(data.tasks))
     objective.teacher_weight = teacher_weight
     train_splits = data.splits["train"]
@@ -166,7 +172,7 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
     optimizer = make_optimizer(param_groups(core, objective.weighting, cfg))
     lr_schedule = get_scheduler("constant_with_warmup" if t.schedule == "constant" else t.schedule, optimizer,
                                 num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
-    state = LoopState()
+    state = LoopState(seconds=contrastive["seconds"] if contrastive else 0.0)  # train_seconds include the stage
     if resume is not None:
         if main:  # as for last/ above (recovered before the config check): best/ too
             recover_dir(out_dir / "best")
@@ -192,6 +198,8 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "run_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         metrics_log.start_trackers(hyperparameters(cfg.model_dump(mode="json")))
+        if contrastive is not None:
+            metrics_log.write({"type": "contrastive", **contrastive})
         log.info("training %d tasks from %d input groups for %d steps (%d per epoch, step mode %s, %d process%s), "
                  "%s parameters (%s trainable; sharing %s adds %s)", len(data.tasks), len(train_splits), total_steps,
                  steps_per_epoch, t.step_mode, world, "es" if world > 1 else "", f"{core.num_parameters():,}",
@@ -201,7 +209,6 @@ def _train(cfg: RunConfig, resume: str | Path | None, stop_after: int | None, sh
 
     # -- the loop --------------------------------------------------------------------------------------------------
     running, speed = RunningLoss(), Throughput()
-    show = t.progress_bar if show_progress is None else show_progress
     bar = progress_bar(total_steps, desc="train", unit="step", initial=state.step, enabled=show and main)
     history: list[dict[str, Any]] = []
     started = time.perf_counter() - state.seconds

@@ -24,7 +24,7 @@ helpers task types share are in ``polytask.tasks.parts`` (re-exported here).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -114,6 +114,16 @@ class Task(ABC):
     def check_values(self, values: list[tuple[Any, Example]]) -> None:
         """Checks over one split's labelled (raw value, example) pairs that no single row shows (e.g. one value type
         per label column), run before :meth:`gold` reads them; DataError naming the rows."""
+
+    @classmethod
+    def pair_classes(cls, params: TaskParams) -> bool:
+        """Whether each row's gold is one class, so rows can be paired as same / other class (``train.contrastive``,
+        polytask.training.contrastive); False by default."""
+        return False
+
+    def pair_class(self, gold: Any) -> Hashable:
+        """The class of a row's gold, for ``train.contrastive``'s pairs (types whose :meth:`pair_classes` is true)."""
+        raise NotImplementedError(f"task type {self.params.type!r} does not pair rows by class")
 
     def take_notes(self) -> list[str]:
         """What reading golds noticed since the last call (repaired tags, unseen labels), one log line each; the

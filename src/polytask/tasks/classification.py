@@ -140,6 +140,13 @@ class Classification(LabelSetTask):
             self.check_label(name, example)
         return sorted(set(names)) if self.params.multi_label else names[0]
 
+    @classmethod
+    def pair_classes(cls, params: TaskParams) -> bool:
+        return not getattr(params, "multi_label", False)  # several labels per row: no one class to pair by
+
+    def pair_class(self, gold: Any) -> str:
+        return str(gold)
+
     # -- features ----------------------------------------------------------------------------------------------------
     def featurize(self, example: Example, features: Sequence[Feature], gold: Any | None) -> list[Fields]:
         if gold is None:
