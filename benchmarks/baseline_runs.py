@@ -85,7 +85,8 @@ def load_baseline(folder: str | Path | None, raw: dict[str, Any], seeds: list[in
                 if found is None:
                     return None
                 single.setdefault(t, {})[s] = found
-        return Baseline(first["summary_tasks"], seeds, multi, single,
+        tasks = {t: first["summary_tasks"][t] for t in first["task_order"]}
+        return Baseline(tasks, seeds, multi, single,
                         {s: fingerprint(c) for s, c in configs.items()}, str(records.path))
     return _from_folder(Path(folder), configs, seeds, records)
 
@@ -114,9 +115,11 @@ def _from_folder(folder: Path, configs: dict[str, dict[str, Any]], seeds: list[i
             raise SystemExit(f"--baseline {folder} was not trained from this config: its multi-task run of seed {s} "
                              f"({run_dir / 'run_config.yaml'}) differs in {', '.join(differs)}")
         multi[s] = best(summary["multi"]["runs"][s])
+        # the records file sorts keys: the task order (the tables' columns) is kept as a list
         records.put(f"multi/seed-{s}", config, {**multi[s], "summary_tasks": summary["tasks"],
+                                                "task_order": list(summary["tasks"]),
                                                 "single_tasks": list(summary["single"])},
-                    keep=(*KEPT, "summary_tasks", "single_tasks"))
+                    keep=(*KEPT, "summary_tasks", "task_order", "single_tasks"))
     for task, entry in summary["single"].items():
         single[task] = {}
         for s, config in configs.items():

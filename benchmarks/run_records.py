@@ -23,11 +23,21 @@ IGNORED_TRAIN_KEYS = ("output_dir", "progress_bar")
 
 
 def fingerprint(config: dict[str, Any]) -> str:
-    """sha256 of a validated config dump without the ``train`` keys that do not change what is trained."""
-    c = json.loads(json.dumps(config))
+    """sha256 of a validated config dump without the ``train`` keys that do not change what is trained, and without
+    keys whose value is null: an option added to the schema later (null by default: off) leaves the fingerprints
+    of the runs kept before it unchanged."""
+    c = _without_nulls(json.loads(json.dumps(config)))
     for key in IGNORED_TRAIN_KEYS:
         c.get("train", {}).pop(key, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 class RunRecords:

@@ -35,24 +35,29 @@ from mtl_methods import reuse_multi, run, stat  # noqa: E402
 from run_records import RunRecords  # noqa: E402
 
 FROZEN_LR = 1e-3
-DESIGNS: dict[str, tuple[str, dict[str, Any], bool]] = {  # key -> (label, encoder.sharing, freeze the encoder)
-    "hard": ("hard", {"name": "hard"}, False),
-    "lora2": ("lora top 2", {"name": "lora", "layers": 2}, False),
-    "lora-all": ("lora all", {"name": "lora", "layers": "all"}, False),
-    "lora2-frozen": ("lora top 2, frozen encoder", {"name": "lora", "layers": 2}, True),
-    "lora-all-frozen": ("lora all, frozen encoder", {"name": "lora", "layers": "all"}, True),
-    "moe2": ("moe top 2", {"name": "moe", "layers": 2}, False),
-    "cross-stitch1": ("cross_stitch top 1", {"name": "cross_stitch", "layers": 1}, False),
+FROZEN = {"freeze": ["encoder"], "lr": FROZEN_LR}
+ENCODER_RATE = {"sharing_lr": "lr"}  # what the design adds trains at the encoder's rate, not head_lr (a control)
+DESIGNS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {  # key -> (label, encoder.sharing, train keys)
+    "hard": ("hard", {"name": "hard"}, {}),
+    "lora2": ("lora top 2", {"name": "lora", "layers": 2}, {}),
+    "lora-all": ("lora all", {"name": "lora", "layers": "all"}, {}),
+    "lora2-frozen": ("lora top 2, frozen encoder", {"name": "lora", "layers": 2}, FROZEN),
+    "lora-all-frozen": ("lora all, frozen encoder", {"name": "lora", "layers": "all"}, FROZEN),
+    "moe2": ("moe top 2", {"name": "moe", "layers": 2}, {}),
+    "cross-stitch1": ("cross_stitch top 1", {"name": "cross_stitch", "layers": 1}, {}),
+    # controls: experts and task columns start as copies of pretrained layers, and train at head_lr (10x lr here)
+    # above; at the encoder's own rate, the design's gain is told apart from the higher rate's
+    "moe2-lr": ("moe top 2, sharing_lr = lr", {"name": "moe", "layers": 2}, ENCODER_RATE),
+    "cross-stitch1-lr": ("cross_stitch top 1, sharing_lr = lr", {"name": "cross_stitch", "layers": 1}, ENCODER_RATE),
 }
 
 
 def design_config(raw: dict[str, Any], key: str, seed: int) -> dict[str, Any]:
-    _, sharing, frozen = DESIGNS[key]
+    _, sharing, train_keys = DESIGNS[key]
     cfg = json.loads(json.dumps(raw))
     cfg["encoder"]["sharing"] = dict(sharing)
     cfg["train"]["seed"] = seed
-    if frozen:
-        cfg["train"] |= {"freeze": ["encoder"], "lr": FROZEN_LR}
+    cfg["train"] |= {k: cfg["train"][v] if v == "lr" else v for k, v in train_keys.items()}
     return cfg
 
 

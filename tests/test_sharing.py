@@ -281,3 +281,25 @@ def test_gradnorm_balances_on_a_shared_layer_never_an_adapter(tiny_encoder: str)
         freeze(frozen, ["encoder"])
         with pytest.raises(PolytaskError, match=r"weighting 'gradnorm' .* there is none .*train.freeze"):
             last_shared_layer(frozen, "gradnorm")
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_learning_rates_of_what_the_design_adds(name: str, tiny_encoder: str, toy_data: Path, tmp_path: Path) -> None:
+    """Encoder weights (LoRA's adapters among them) at lr, heads at head_lr, what the design adds outside the encoder
+    (sharing.*) at sharing_lr when set, else head_lr; every trainable parameter in exactly one group."""
+    from polytask.train import build_objective, param_groups
+
+    model = _model(tiny_encoder, SPECS[name])
+    for sharing_lr in (None, 3e-4):
+        cfg = validate_config(_config(toy_data, tiny_encoder, tmp_path / "out", SPECS[name], lr=1e-5, head_lr=1e-3,
+                                      sharing_lr=sharing_lr))
+        groups = param_groups(model, build_objective(cfg, ["intent", "sentiment", "other"]).weighting, cfg)
+        lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+        assert sum(len(g["params"]) for g in groups) == len(lr_of)
+        named = dict(model.named_parameters())
+        assert set(lr_of) == {id(p) for p in named.values() if p.requires_grad}
+        added = [n for n in named if n.startswith("sharing.")]
+        assert bool(added) == (name in ("moe", "cross_stitch")), added
+        for n, p in named.items():
+            want = 1e-5 if n.startswith("encoder.") else (sharing_lr or 1e-3) if n in added else 1e-3
+            assert lr_of[id(p)] == want, (n, lr_of[id(p)], want)

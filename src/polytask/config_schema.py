@@ -94,6 +94,8 @@ class TrainConfig(_Strict):
     seed: int = 42
     lr: float = Field(5e-5, gt=0)
     head_lr: float | None = Field(None, gt=0)
+    # what encoder.sharing adds outside the encoder (experts, gates, task columns, cross-stitch units); default head_lr
+    sharing_lr: float | None = Field(None, gt=0)
     weighting_lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     batch_size: int = Field(32, ge=1)

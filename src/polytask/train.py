@@ -54,14 +54,20 @@ def seed_everything(seed: int) -> None:
 
 
 def param_groups(model: MultiTaskModel, weighting: torch.nn.Module, cfg: RunConfig) -> list[dict[str, Any]]:
-    """Encoder at ``lr``; heads and task embeddings at ``head_lr``; biases and norms without weight decay;
-    learnable loss weights (if the weighting has any) at ``weighting_lr`` without decay."""
+    """Encoder at ``lr`` (LoRA's adapters live inside it); heads and task embeddings at ``head_lr``; what the
+    sharing design adds outside the encoder (``sharing.*``) at ``sharing_lr`` (default ``head_lr``); biases and norms
+    without weight decay; learnable loss weights (if the weighting has any) at ``weighting_lr`` without decay."""
     t = cfg.train
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:  # frozen (train.freeze): not optimised at all
             continue
-        lr = t.lr if name.startswith("encoder.") else (t.head_lr or t.lr)
+        if name.startswith("encoder."):
+            lr = t.lr
+        elif name.startswith("sharing.") and t.sharing_lr is not None:
+            lr = t.sharing_lr
+        else:
+            lr = t.head_lr or t.lr
         decay = 0.0 if p.ndim < 2 or "norm" in name.lower() or "task_embedding" in name else t.weight_decay
         groups.setdefault((lr, decay), []).append(p)
     out = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
