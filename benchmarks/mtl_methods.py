@@ -175,6 +175,8 @@ def main() -> None:
     tasks, single = base.tasks, base.single_primary()
     records = RunRecords(out / "records.json" if args.smoke else args.records, machine())
     train_missing = not args.report_only
+    # the short timing runs first: a grid stopped part-way (kept in the records) still has its scaling table
+    scaling = {} if args.smoke else timing_table(raw, methods, args.scaling_steps, out, show, records, train_missing)
     results: dict[str, Any] = {f"{method}/{mode}": {"runs": {}} for method in methods for mode in modes}
     for seed in seeds:  # seed outermost: a grid stopped part-way has every method for the first seeds
         for mode in modes:
@@ -192,7 +194,6 @@ def main() -> None:
                     "metrics": metrics, "delta_m": statistics.fmean(delta), "steps": best["step"],
                     "ms_per_step": 1000 * best["step_seconds"] / max(1, best["timed_steps"])}
     results = {key: entry for key, entry in results.items() if entry["runs"]}
-    scaling = {} if args.smoke else timing_table(raw, methods, args.scaling_steps, out, show, records, train_missing)
     dates = records.dates([k for k in records.records if {k.split("/")[0], k.split("/")[-1]} & set(methods)])
     report(results, single, tasks, scaling, dates, args, Console(width=None if sys.stdout.isatty() else 220), Table)
 

@@ -144,6 +144,7 @@ def _config_lines(cfg: dict[str, Any] | None, primary: dict[str, str]) -> list[s
         ["sampler", _params(cfg.get("sampler"))],
         ["weighting", _params(cfg.get("weighting"))],
         ["optimisation", f"lr={t.get('lr')}, head_lr={t.get('head_lr') or t.get('lr')}, "
+                         f"{'sharing_lr=' + str(t['sharing_lr']) + ', ' if t.get('sharing_lr') else ''}"
                          f"batch_size={t.get('batch_size')}, grad_accum={t.get('grad_accum')}, {budget}, "
                          f"schedule={t.get('schedule')}, warmup_ratio={t.get('warmup_ratio')}, "
                          f"precision={t.get('precision')}, seed={t.get('seed')}"],

@@ -15,8 +15,9 @@ from polytask.errors import PolytaskError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train one Transformer encoder on many NLP tasks; evaluate, predict and serve them together.")
-# wide enough for a results table when the output is a file or a pipe (rich would use 80 columns there)
-console = Console(width=None if sys.stdout.isatty() else 160)
+# wide enough for a results table when the output is a file or a pipe (rich would use 80 columns there); soft_wrap so
+# that a message line naming a long path is never broken mid-path by a hard newline (tables still fit the width)
+console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 err_console = Console(stderr=True)
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="dotted overrides, e.g. train.lr=3e-5 train.epochs=1")]
