@@ -108,7 +108,7 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     step_mode: Literal["source", "every_source", "mixed"] = "source"
-    compile: bool = False  # torch.compile the encoder (inductor; dynamic shapes); see docs/training.md
+    compile: bool = False  # torch.compile the encoder (inductor; dynamic shapes); see docs/training.md, "Speed"
     init_from: str | None = None  # a checkpoint folder: start from its encoder, and heads of the tasks it shares
     carry_tasks: bool = False  # keep the init_from checkpoint's other tasks in the model (untrained here)
     freeze: list[str] = Field(default_factory=list)  # embeddings, word_embeddings, encoder, layers:A-B, heads, ...
