@@ -208,6 +208,7 @@ def training_start_problems(run: RunConfig) -> list[str]:
             problems.append(f"train.freeze: unknown entry {entry!r}; allowed: embeddings, word_embeddings, encoder, "
                             "layers:A-B (encoder layers A to B, 0-based), heads, heads.TASK, task_embedding")
     problems.extend(contrastive_problems(run))
+    problems.extend(compile_problems(run))
     sources = run.sources_of()
     for name, ds in run.datasets.items():
         if ds.sample is not None and ds.sample.column is None:
@@ -218,6 +219,25 @@ def training_start_problems(run: RunConfig) -> list[str]:
             else:
                 ds.sample.column = run.tasks[tasks[0]].label  # type: ignore[attr-defined]
     return problems
+
+
+def compile_problems(run: RunConfig) -> list[str]:
+    """``train.compile`` with a gradient method that needs each task's gradient: refused before weights load."""
+    from polytask.gradients import GRADIENT_METHODS
+    from polytask.registry import UnknownNameError
+
+    if not run.train.compile:
+        return []
+    try:
+        method = GRADIENT_METHODS.get(run.gradients.name)
+    except UnknownNameError:
+        return []  # named as unknown by the registry check already
+    if not method.needs_task_gradients:
+        return []
+    # torchjd vmaps through the encoder's graph to get the per-task Jacobians; vmap cannot run through compiled code
+    return [f"train.compile: true does not work with gradients {run.gradients.name!r} (its per-task Jacobians use "
+            "torch.vmap, which cannot run through compiled code); set train.compile: false or use gradients: "
+            "sum (the loss weightings all work with compile)"]
 
 
 def contrastive_problems(run: RunConfig) -> list[str]:
