@@ -26,7 +26,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_runs import BASELINE_RECORDS, load_baseline  # noqa: E402
+from baseline_runs import BASELINE_RECORDS, require_baseline  # noqa: E402
 from common import REPO, command, describe, machine  # noqa: E402
 from mtl_methods import run  # noqa: E402
 from run_records import KEPT, RunRecords  # noqa: E402
@@ -51,17 +51,10 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from polytask.config import load_config
     from polytask.recipes.affinity import read_affinity, suggest_groups
 
     out = Path(args.output_dir)
-    raw = load_config(args.config).model_dump(mode="json")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    base = load_baseline(args.baseline, raw, seeds, machine(), args.baseline_records)
-    if base is None:
-        raise SystemExit(f"no --baseline given and {args.baseline_records} keeps no baseline runs of --config "
-                         f"{args.config} for seeds {args.seeds} on this kind of machine: run `polytask baseline "
-                         f"{args.config} --seeds {args.seeds}` and pass its output_dir as --baseline")
+    raw, seeds, base = require_baseline(args.config, args.baseline, args.seeds, machine(), args.baseline_records)
     tasks = list(base.tasks)
     records = RunRecords(args.records, machine())
     measured = out / "affinity"

@@ -91,6 +91,22 @@ def load_baseline(folder: str | Path | None, raw: dict[str, Any], seeds: list[in
     return _from_folder(Path(folder), configs, seeds, records)
 
 
+def require_baseline(config: str, folder: str | None, seeds_arg: str, machine: dict[str, Any],
+                     records_path: str | Path) -> tuple[dict[str, Any], list[int], Baseline]:
+    """(the config as a validated dump, the seeds, its baseline) for a benchmark that reuses a `polytask baseline`
+    of ``config``; SystemExit saying how to make one when neither ``folder`` nor the records hold it."""
+    from polytask.config import load_config
+
+    raw = load_config(config).model_dump(mode="json")
+    seeds = [int(s) for s in seeds_arg.split(",")]
+    base = load_baseline(folder, raw, seeds, machine, records_path)
+    if base is None:
+        raise SystemExit(f"no --baseline given and {records_path} keeps no baseline runs of --config "
+                         f"{config} for seeds {seeds_arg} on this kind of machine: run `polytask baseline "
+                         f"{config} --seeds {seeds_arg}` and pass its output_dir as --baseline")
+    return raw, seeds, base
+
+
 def _from_folder(folder: Path, configs: dict[str, dict[str, Any]], seeds: list[int], records: RunRecords) -> Baseline:
     from mtl_methods import config_differences
 

@@ -30,7 +30,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command, describe, machine  # noqa: E402
-from baseline_runs import BASELINE_RECORDS, load_baseline  # noqa: E402
+from baseline_runs import BASELINE_RECORDS, require_baseline  # noqa: E402
 from mtl_methods import reuse_multi, run, stat  # noqa: E402
 from run_records import RunRecords  # noqa: E402
 
@@ -89,15 +89,7 @@ def main() -> None:
     unknown = [d for d in args.designs.split(",") if d not in DESIGNS]
     if unknown:
         raise SystemExit(f"--designs: unknown {', '.join(unknown)}; available: {', '.join(DESIGNS)}")
-    from polytask.config import load_config
-
-    raw = load_config(args.config).model_dump(mode="json")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    base = load_baseline(args.baseline, raw, seeds, machine(), args.baseline_records)
-    if base is None:
-        raise SystemExit(f"no --baseline given and {args.baseline_records} keeps no baseline runs of --config "
-                         f"{args.config} for seeds {args.seeds} on this kind of machine: run `polytask baseline "
-                         f"{args.config} --seeds {args.seeds}` and pass its output_dir as --baseline")
+    raw, seeds, base = require_baseline(args.config, args.baseline, args.seeds, machine(), args.baseline_records)
     tasks, single = base.tasks, base.single_primary()
     hard_total = base.multi[str(seeds[0])]["parameters"]["total"]
     records = RunRecords(args.records, machine())
